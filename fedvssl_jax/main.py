@@ -1,0 +1,58 @@
+"""Entry point: `python -m fedvssl_jax.main --config=configs/<file>.py[:variant] --workdir=DIR`.
+
+All logic lives in the runner modules; this file only parses flags, sets up JAX and dispatches on `config.runner`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (configs/<name>.py[:variant]).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, exports and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = FLAGS.config
+  workdir = os.path.abspath(FLAGS.workdir)
+  from fedvssl_jax import runners  # import after flag parsing: it pulls in JAX
+
+  from fedvssl_jax.config_utils import ConfigError
+  from fedvssl_jax.train.checkpointing import CheckpointError
+
+  runners.setup_jax(config, workdir)
+  try:
+    runners.run(config, workdir)
+  except (ConfigError, CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _one_line_config_errors() -> None:
+  """Turns config mistakes (unknown key, wrong type, unknown variant) into one line naming the key, not a traceback."""
+  try:
+    FLAGS(sys.argv)
+  except Exception as e:  # noqa: BLE001 - flags, ml_collections and the config files raise several types
+    text = str(e).replace("\\n", "\n").replace("\\'", "'")
+    if "Traceback" in text:  # an exception inside get_config(): keep its last line
+      text = text.strip().splitlines()[-1]
+    message = " ".join(text.replace("\n", " ").split())
+    if isinstance(e, (KeyError, AttributeError)):
+      keys = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
+      culprit = next((k for k in keys if f"'{k.rsplit('.', 1)[-1]}'" in text), "--config")
+      hint = message[message.find("Did you mean"):].rstrip("'") if "Did you mean" in message else ""
+      message = f"{culprit}: no such config key. {hint}".strip()
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  _one_line_config_errors()
+  app.run(main)

@@ -1,0 +1,53 @@
+"""`config.runner` -> the module whose `train_and_evaluate(config, workdir) -> dict` runs the job.
+
+Runner modules are imported only when chosen, so a GOCA run never imports Flower and vice versa.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+from absl import logging
+
+RUNNERS = {
+    "supervised": "fedvssl_jax.train.supervised",
+    "pretext": "fedvssl_jax.train.pretext",
+    "goca": "fedvssl_jax.train.goca",
+    "federated": "fedvssl_jax.federated.simulation",
+    "knn": "fedvssl_jax.evaluation.knn",
+    "linear_probe": "fedvssl_jax.evaluation.linear_probe",
+}
+
+
+def setup_jax(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Persistent compilation cache, matmul precision, and a log of the devices this process sees."""
+  cache_dir = config.get("compilation_cache_dir") or os.path.join(
+      os.path.expanduser("~"), ".cache", "fedvssl_jax", "jax_compilation_cache")
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  if config.get("matmul_precision"):
+    jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+  logging.info("process %d/%d, %d local / %d global devices (%s), workdir %s", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(), jax.devices()[0].platform,
+               workdir)
+
+
+def get_runner(name: str):
+  if name not in RUNNERS:
+    raise ValueError(f"config.runner: unknown runner {name!r}; known: {', '.join(sorted(RUNNERS))}")
+  return importlib.import_module(RUNNERS[name])
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Writes the config into the workdir and runs `config.runner`."""
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  runner = get_runner(config.runner)
+  return runner.train_and_evaluate(config, workdir)

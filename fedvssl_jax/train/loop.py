@@ -1,0 +1,100 @@
+"""The step loop shared by the trainers: resume, step, log, checkpoint.
+
+Each trainer builds its own model, loss and data, then hands the jitted step and the data to `run_train_loop`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from fedvssl_jax.train import checkpointing
+from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.train import metrics as metrics_lib
+from fedvssl_jax.train import state as state_lib
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  """Averages the per-step metrics of a logging window with one device -> host transfer."""
+  fetched = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in fetched])) for k in fetched[0]}
+
+
+def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: state_lib.TrainState,
+                   train_step: Callable, train_ds: Any, total_steps: int, schedule: optax.Schedule | None,
+                   batch_keys: Sequence[str] | None = None, mesh=None,
+                   checkpointer: checkpointing.Checkpointer | None = None,
+                   writer: metrics_lib.MetricWriter | None = None,
+                   on_log: Callable[[int, dict[str, float]], None] | None = None
+                   ) -> tuple[state_lib.TrainState, bool]:
+  """Trains until `total_steps`, resuming from the workdir's newest checkpoint.
+
+  Args:
+    config: reads `seed`, `log_every`, `checkpoint_every`, `keep_checkpoints`, `max_steps_this_run`, `mesh`.
+    state: the freshly initialised state (also the restore target).
+    train_step: `(state, batch, rng) -> (state, metrics)`.
+    train_ds: a grain IterDataset of host batches (its iterator state goes into each checkpoint).
+    total_steps: the run's length in optimiser steps.
+    schedule: logged as `lr`.
+    batch_keys: the batch entries passed to the step (default: all).
+  Returns:
+    (state, finished): finished is False when `max_steps_this_run` stopped the run early.
+  """
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.get("mesh"))
+  ckpt = checkpointer or checkpointing.Checkpointer(workdir, config.checkpoint_every,
+                                                    config.get("keep_checkpoints", 3))
+  iterator = iter(train_ds)
+  restored = ckpt.restore(state_lib.abstract_train_state(state), iterator)
+  if restored is not None:
+    step, state = restored
+    print(f"resumed from {ckpt.directory}/{step} (step {step}/{total_steps})", flush=True)
+  step = int(jax.device_get(state.step))
+  start_step = step
+  writer = writer or metrics_lib.MetricWriter(workdir, total_steps, prefix="train",
+                                             enabled=jax.process_index() == 0)
+  base_rng = jax.random.key(config.seed)
+  max_this_run = config.get("max_steps_this_run", -1)
+  history: list[dict[str, jax.Array]] = []
+  t_start = time.time()
+  finished = True
+  while step < total_steps:
+    host_batch = next(iterator)
+    if batch_keys is not None:
+      host_batch = {k: host_batch[k] for k in batch_keys}
+    batch = mesh_lib.put_batch(host_batch, mesh)
+    state, step_metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
+    history.append(step_metrics)
+    step += 1
+    if step % config.log_every == 0 or step == total_steps:
+      scalars = _mean_metrics(history)
+      history = []
+      if schedule is not None:
+        scalars["lr"] = float(schedule(step - 1))
+      scalars = writer.write(step, scalars)
+      if not all(np.isfinite(v) for v in scalars.values()):
+        ckpt.wait()
+        raise FloatingPointError(f"non-finite metrics at step {step}: {scalars}; the last good checkpoint is in "
+                                 f"{ckpt.directory}")
+      if on_log is not None:
+        on_log(step, scalars)
+    ckpt.save(step, state, iterator, config)
+    if 0 < max_this_run <= step - start_step and step < total_steps:
+      ckpt.save(step, state, iterator, config, force=True)
+      print(f"stopping after {step - start_step} steps this run (config.max_steps_this_run); "
+            f"run again with the same workdir to continue from step {step}", flush=True)
+      finished = False
+      break
+  else:
+    ckpt.save(step, state, iterator, config, force=True)
+  ckpt.wait()
+  logging.info("trained %d steps in %.1fs", step - start_step, time.time() - t_start)
+  if hasattr(iterator, "close"):
+    iterator.close()
+  writer.close()
+  return state, finished

@@ -1,0 +1,87 @@
+"""Host-side metrics: a progress line on stdout, TensorBoard event files and a JSON-lines file in the workdir."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def _to_float(value: Any) -> float:
+  return float(np.asarray(value))
+
+
+class MetricWriter:
+  """Writes scalars to `<workdir>/tensorboard/` and `<workdir>/<jsonl_name>`, and prints progress.
+
+  Args:
+    workdir: the run's directory.
+    total_steps: for the progress line's percentage and ETA.
+    jsonl_name: name of the JSON-lines file (one object per logged step).
+    prefix: prepended to every TensorBoard tag, e.g. "train".
+  """
+
+  def __init__(self, workdir: str, total_steps: int | None = None, jsonl_name: str = "metrics.jsonl",
+               prefix: str = "", enabled: bool = True):
+    self.workdir = workdir
+    self.total_steps = total_steps
+    self.prefix = prefix
+    self.enabled = enabled
+    self._tb = None
+    self._jsonl = None
+    self._t0 = time.time()
+    self._last_time = self._t0
+    self._last_step: int | None = None
+    if enabled:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter  # local import: slow to import
+
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, jsonl_name), "a", encoding="utf-8")
+
+  def write(self, step: int, metrics: Mapping[str, Any], print_progress: bool = True) -> dict[str, float]:
+    """Logs `metrics` (device arrays are fetched here) at `step`; returns them as floats."""
+    scalars = {k: _to_float(v) for k, v in metrics.items()}
+    now = time.time()
+    if self._last_step is not None and step > self._last_step:
+      scalars.setdefault("steps_per_sec", (step - self._last_step) / max(now - self._last_time, 1e-9))
+    self._last_time, self._last_step = now, step
+    if self.enabled:
+      for k, v in scalars.items():
+        self._tb.add_scalar(f"{self.prefix}/{k}" if self.prefix else k, v, step)
+      self._jsonl.write(json.dumps({"step": step, "time": now, **scalars}) + "\n")
+      self._jsonl.flush()
+    if print_progress:
+      print(self.progress_line(step, scalars), flush=True, file=sys.stdout)
+    return scalars
+
+  def progress_line(self, step: int, scalars: Mapping[str, float]) -> str:
+    parts = []
+    if self.total_steps:
+      pct = 100.0 * step / self.total_steps
+      parts.append(f"step {step}/{self.total_steps} ({pct:4.1f}%)")
+    else:
+      parts.append(f"step {step}")
+    for k, v in scalars.items():
+      if k == "steps_per_sec":
+        continue
+      parts.append(f"{k} {v:.4g}" if math.isfinite(v) else f"{k} {v}")
+    rate = scalars.get("steps_per_sec")
+    if rate:
+      parts.append(f"{rate:.2f} steps/s")
+      if self.total_steps and step < self.total_steps:
+        eta = (self.total_steps - step) / rate
+        parts.append(f"eta {int(eta // 60)}m{int(eta % 60):02d}s")
+    name = f"[{self.prefix}] " if self.prefix else ""
+    return name + " | ".join(parts)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+    if self._jsonl is not None:
+      self._jsonl.close()

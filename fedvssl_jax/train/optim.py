@@ -1,0 +1,56 @@
+"""Optimisers and learning-rate schedules from `config.optim`.
+
+The SGD chain matches mmcv's `OptimizerHook` + torch SGD as used by CtP / FedVSSL: clip the gradient by its global
+L2 norm, add weight decay to every parameter (BN and biases included), then momentum and the learning rate.
+
+Config keys (`config.optim`):
+  name: "sgd" (the only optimiser here; GOCA builds its LARC chain in `fedvssl_jax.goca.larc`).
+  lr: peak learning rate.
+  momentum: SGD momentum (0 disables it).
+  nesterov: bool.
+  weight_decay: L2 coefficient added to the gradient.
+  grad_clip_norm: global-norm clip (<= 0 disables it).
+  schedule: "constant" | "step" | "warmup_cosine".
+  step_epochs: epochs at which the lr is multiplied by `step_factor` ("step").
+  step_factor: e.g. 0.1.
+  warmup_epochs, warmup_start_lr, final_lr: for "warmup_cosine".
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import optax
+
+
+def make_schedule(optim: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
+  """Returns a step -> learning rate function."""
+  name = optim.get("schedule", "constant")
+  lr = float(optim.lr)
+  if name == "constant":
+    return optax.constant_schedule(lr)
+  if name == "step":
+    factor = float(optim.get("step_factor", 0.1))
+    boundaries = {int(e * steps_per_epoch): factor for e in optim.get("step_epochs", ())}
+    return optax.piecewise_constant_schedule(lr, boundaries)
+  if name == "warmup_cosine":
+    warmup = int(float(optim.get("warmup_epochs", 0)) * steps_per_epoch)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=float(optim.get("warmup_start_lr", 0.0)), peak_value=lr, warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1), end_value=float(optim.get("final_lr", 0.0)))
+  raise ValueError(f"config.optim.schedule: unknown schedule {name!r}; known: constant, step, warmup_cosine")
+
+
+def make_sgd(optim: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """clip_by_global_norm -> + weight_decay * param -> SGD (momentum) with `schedule`."""
+  if optim.get("name", "sgd") != "sgd":
+    raise ValueError(f"config.optim.name: unknown optimiser {optim.name!r}; known: sgd")
+  parts = []
+  clip = float(optim.get("grad_clip_norm", 0.0) or 0.0)
+  if clip > 0:
+    parts.append(optax.clip_by_global_norm(clip))
+  wd = float(optim.get("weight_decay", 0.0) or 0.0)
+  if wd > 0:
+    parts.append(optax.add_decayed_weights(wd))
+  momentum = float(optim.get("momentum", 0.0) or 0.0)
+  parts.append(optax.sgd(schedule, momentum=momentum or None, nesterov=bool(optim.get("nesterov", False))))
+  return optax.chain(*parts)

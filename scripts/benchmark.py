@@ -1,0 +1,174 @@
+"""Benchmarks whose figures go into docs/benchmarks.md.
+
+  # train steps/s of r3d_18 (ours, jax.jit) next to torchvision's r3d_18 (eager, optionally torch.compile), same run
+  python scripts/benchmark.py --mode=train --batch=2 --frames=8 --size=56 --steps=10
+  python scripts/benchmark.py --mode=train --batch=16 --frames=16 --size=112 --dtypes=float32,bfloat16 --torch-compile
+  # input pipeline clips/s (16x112x112 training clips from 340x256 mp4 files), 1 and 2 workers, vs a naive reader
+  python scripts/benchmark.py --mode=pipeline
+
+Train mode times full SGD steps (forward, backward, update; momentum 0.9, weight decay) of the classifier (backbone + fc
+over 400 classes) on random clips, after warm-up/compilation, and reports steps/s, clips/s and achieved TFLOP/s (from
+XLA's cost analysis of our step; torchvision is credited with the same FLOPs per step). `--out FILE.json` writes the
+figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def _machine() -> str:
+  import jax
+
+  dev = jax.devices()[0]
+  return f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs; jax {jax.__version__} on {dev.device_kind}"
+
+
+def bench_jax(batch: int, frames: int, size: int, steps: int, warmup: int, dtype: str, arch: str) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import ml_collections
+  import optax
+  from flax import nnx
+
+  from fedvssl_jax.models.classifier import VideoClassifier
+  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.train import optim
+  from fedvssl_jax.train import state as state_lib
+
+  mesh = mesh_lib.make_mesh([("data", 1)])
+  kwargs = {"dtype": jnp.bfloat16} if dtype == "bfloat16" else {}
+  model = VideoClassifier(arch, kwargs, 400, 0.5, rngs=nnx.Rngs(0))
+  model.train()
+  cfg = ml_collections.ConfigDict(dict(lr=0.01, momentum=0.9, weight_decay=1e-4, grad_clip_norm=40.0,
+                                       schedule="constant"))
+  tx = optim.make_sgd(cfg, optim.make_schedule(cfg, 1, 1))
+  graphdef, state = state_lib.create_train_state(model, tx, mesh)
+
+  def loss_fn(m, b, rng):
+    logits = m(b["video"]).astype(jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, b["label"]).mean(), {}
+
+  step = state_lib.make_train_step(graphdef, tx, loss_fn, mesh)
+  rng = np.random.default_rng(0)
+  batch = mesh_lib.put_batch({"video": rng.normal(size=(batch, frames, size, size, 3)).astype(np.float32),
+                              "label": rng.integers(0, 400, size=(batch,)).astype(np.int32)}, mesh)
+  key = jax.random.key(0)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch, key).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  for _ in range(warmup):
+    state, m = step(state, batch, key)
+  jax.block_until_ready(m["loss"])
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, m = step(state, batch, key)
+  jax.block_until_ready(m["loss"])
+  dt = (time.perf_counter() - t0) / steps
+  return {"impl": f"fedvssl_jax {arch} (jax.jit)", "dtype": dtype, "steps_per_s": 1.0 / dt,
+          "clips_per_s": batch / dt, "step_ms": 1000 * dt, "compile_s": compile_s, "flops_per_step": flops,
+          "tflops": flops / dt / 1e12 if flops else None}
+
+
+def bench_torch(batch: int, frames: int, size: int, steps: int, warmup: int, dtype: str, compile_model: bool,
+                flops: float) -> dict:
+  import torch
+  import torchvision
+
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  torch.backends.cudnn.benchmark = True
+  model = torchvision.models.video.r3d_18(num_classes=400).to(device).train()
+  opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+  fwd = torch.compile(model) if compile_model else model
+  x = torch.randn(batch, 3, frames, size, size, device=device)
+  y = torch.randint(0, 400, (batch,), device=device)
+  autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+      loss = torch.nn.functional.cross_entropy(fwd(x).float(), y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 40.0)
+    opt.step()
+    return loss
+
+  for _ in range(warmup):
+    step()
+  if device == "cuda":
+    torch.cuda.synchronize()
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    loss = step()
+  loss.item()
+  if device == "cuda":
+    torch.cuda.synchronize()
+  dt = (time.perf_counter() - t0) / steps
+  name = f"torchvision r3d_18 ({'torch.compile' if compile_model else 'eager'}) torch {torch.__version__}"
+  return {"impl": name, "dtype": dtype, "steps_per_s": 1.0 / dt, "clips_per_s": batch / dt, "step_ms": 1000 * dt,
+          "tflops": flops / dt / 1e12 if flops else None}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--mode", choices=["train", "pipeline"], default="train")
+  p.add_argument("--arch", default="r3d_18")
+  p.add_argument("--batch", type=int, default=2)
+  p.add_argument("--frames", type=int, default=8)
+  p.add_argument("--size", type=int, default=56)
+  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--warmup", type=int, default=2)
+  p.add_argument("--dtypes", default="float32", help="comma-separated: float32,bfloat16")
+  p.add_argument("--torch-compile", action="store_true", help="also time torchvision under torch.compile")
+  p.add_argument("--no-torch", action="store_true")
+  p.add_argument("--data-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "bench_videos"))
+  p.add_argument("--num-videos", type=int, default=24)
+  p.add_argument("--seconds", type=float, default=20.0)
+  p.add_argument("--out", default="", help="write the figures as JSON here")
+  args = p.parse_args(argv)
+
+  record = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+            "machine": _machine(), "results": []}
+  if args.mode == "pipeline":
+    from input_pipeline import benchmark as pipeline_benchmark
+
+    record["results"].append(pipeline_benchmark.pipeline_benchmark(
+        args.data_dir, num_videos=args.num_videos, seconds=args.seconds))
+  else:
+    for dtype in args.dtypes.split(","):
+      ours = bench_jax(args.batch, args.frames, args.size, args.steps, args.warmup, dtype, args.arch)
+      record["results"].append(ours)
+      print(json.dumps(ours), flush=True)
+      if args.no_torch:
+        continue
+      try:
+        import torch  # noqa: F401
+      except ImportError:
+        print("torch not installed: skipping the torchvision comparison", flush=True)
+        continue
+      variants = [False, True] if args.torch_compile else [False]
+      for compile_model in variants:
+        theirs = bench_torch(args.batch, args.frames, args.size, args.steps, args.warmup, dtype, compile_model,
+                             ours["flops_per_step"])
+        record["results"].append(theirs)
+        print(json.dumps(theirs), flush=True)
+  print(json.dumps(record, indent=2))
+  if args.out:
+    with open(args.out, "w", encoding="utf-8") as f:
+      json.dump(record, f, indent=2)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

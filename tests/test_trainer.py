@@ -1,0 +1,109 @@
+"""The sharded train step: 8 devices == 1 device, batch divisibility errors, optimiser and schedules."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.train import optim
+from fedvssl_jax.train import state as state_lib
+
+
+class TinyVideoNet(nnx.Module):
+  """Conv3d + BatchNorm + dropout + linear: every kind of state a real backbone has."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(3, 4, kernel_size=(3, 3, 3), padding=[(1, 1)] * 3, use_bias=False, rngs=rngs)
+    self.bn = nnx.BatchNorm(4, momentum=0.9, epsilon=1e-5, rngs=rngs)
+    self.fc = nnx.Linear(4, 5, rngs=rngs)
+
+  def __call__(self, x):
+    x = jax.nn.relu(self.bn(self.conv(x)))
+    return self.fc(x.mean(axis=(1, 2, 3)))
+
+
+def _loss(model, batch, rng):
+  del rng
+  logits = model(batch["video"])
+  return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean(), {}
+
+
+def _run_two_steps(num_devices: int):
+  mesh = mesh_lib.make_mesh([("data", num_devices)])
+  model = TinyVideoNet(nnx.Rngs(0))
+  model.train()
+  cfg = ml_collections.ConfigDict(dict(lr=0.1, momentum=0.9, weight_decay=1e-4, grad_clip_norm=40.0,
+                                       schedule="constant"))
+  tx = optim.make_sgd(cfg, optim.make_schedule(cfg, 10, 10))
+  graphdef, state = state_lib.create_train_state(model, tx, mesh)
+  step = state_lib.make_train_step(graphdef, tx, _loss, mesh)
+  rng = np.random.default_rng(0)
+  for i in range(2):
+    batch = {"video": rng.normal(size=(8, 4, 6, 6, 3)).astype(np.float32),
+             "label": rng.integers(0, 5, size=(8,)).astype(np.int32)}
+    state, _ = step(state, mesh_lib.put_batch(batch, mesh), jax.random.key(i))
+  return jax.device_get(state)
+
+
+def test_eight_devices_equal_one_device():
+  assert jax.device_count() == 8
+  one = _run_two_steps(1)
+  eight = _run_two_steps(8)
+  flat_one = jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(one.params))
+  flat_eight = dict(jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(eight.params)))
+  for path, value in flat_one:
+    np.testing.assert_allclose(value, flat_eight[path], atol=1e-5, rtol=1e-5, err_msg=str(path))
+  bn_one, bn_eight = nnx.to_pure_dict(one.rest)["bn"], nnx.to_pure_dict(eight.rest)["bn"]
+  for key in ("mean", "var"):
+    # The statistics moved away from their initial values, so the comparison is meaningful.
+    assert not np.allclose(bn_one[key], 0.0 if key == "mean" else 1.0)
+    np.testing.assert_allclose(bn_one[key], bn_eight[key], atol=1e-5, rtol=1e-5)
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error():
+  mesh = mesh_lib.make_mesh([("data", -1)])
+  with pytest.raises(ValueError, match="not divisible by the 8 devices"):
+    mesh_lib.check_batch_size(12, mesh)
+  with pytest.raises(ValueError, match="'video' has 6 rows, not divisible"):
+    mesh_lib.put_batch({"video": np.zeros((6, 2), np.float32)}, mesh)
+
+
+def test_mesh_spec_errors():
+  with pytest.raises(ValueError, match="needs 16 devices"):
+    mesh_lib.make_mesh([("data", 16)])
+  assert mesh_lib.make_mesh([("data", 2)]).shape["data"] == 2
+
+
+def test_sgd_matches_pytorch_update_rule():
+  """clip -> + wd * w -> momentum buffer -> w -= lr * buf, as torch SGD behind mmcv's OptimizerHook."""
+  cfg = ml_collections.ConfigDict(dict(lr=0.5, momentum=0.9, weight_decay=0.1, grad_clip_norm=1.0,
+                                       schedule="constant"))
+  tx = optim.make_sgd(cfg, optim.make_schedule(cfg, 1, 1))
+  w = {"w": jnp.array([1.0, -2.0])}
+  g = {"w": jnp.array([3.0, 4.0])}  # norm 5 -> clipped to norm 1
+  opt_state = tx.init(w)
+  buf = np.zeros(2)
+  w_ref = np.array([1.0, -2.0])
+  for _ in range(2):
+    updates, opt_state = tx.update(g, opt_state, w)
+    w = optax.apply_updates(w, updates)
+    d = np.array([3.0, 4.0]) / 5.0 + 0.1 * w_ref
+    buf = 0.9 * buf + d
+    w_ref = w_ref - 0.5 * buf
+    np.testing.assert_allclose(w["w"], w_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_schedules():
+  cfg = ml_collections.ConfigDict(dict(lr=0.01, schedule="step", step_epochs=[2, 4], step_factor=0.1))
+  s = optim.make_schedule(cfg, steps_per_epoch=10, total_steps=60)
+  np.testing.assert_allclose([s(0), s(19), s(20), s(39), s(40)], [0.01, 0.01, 0.001, 0.001, 0.0001], rtol=1e-6)
+  cfg = ml_collections.ConfigDict(dict(lr=1.0, schedule="warmup_cosine", warmup_epochs=1, warmup_start_lr=0.0,
+                                       final_lr=0.1))
+  s = optim.make_schedule(cfg, steps_per_epoch=10, total_steps=100)
+  assert float(s(0)) == 0.0 and abs(float(s(10)) - 1.0) < 1e-6 and abs(float(s(100)) - 0.1) < 1e-6
+  with pytest.raises(ValueError, match="config.optim.schedule"):
+    optim.make_schedule(ml_collections.ConfigDict(dict(lr=1.0, schedule="cosnie")), 1, 1)
