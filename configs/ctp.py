@@ -15,9 +15,4 @@ from fedvssl_jax.config_utils import parse_arg, pretext_config
 
 def get_config(arg=None):
   arg = parse_arg(arg, demo=False)
-  config = pretext_config("ctp", arg.demo)
-  config.task.update(dict(strides=[1, 2, 3, 4, 5], temporal_jitter=True, short_side_sizes=[112, 128, 144],
-                          flip_prob=0.5))
-  if arg.demo:
-    config.task.update(dict(short_side_sizes=[64, 72, 80], strides=[1, 2, 3]))
-  return config
+  return pretext_config("ctp", arg.demo)

@@ -13,8 +13,4 @@ from fedvssl_jax.config_utils import parse_arg, pretext_config
 
 def get_config(arg=None):
   arg = parse_arg(arg, demo=False)
-  config = pretext_config("speed", arg.demo)
-  config.task.update(dict(strides=[-4, -2, -1, 0, 1, 2, 4], short_side_sizes=[112, 128, 144], flip_prob=0.5))
-  if arg.demo:
-    config.task.update(dict(short_side_sizes=[64, 72, 80]))
-  return config
+  return pretext_config("speed", arg.demo)

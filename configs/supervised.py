@@ -34,8 +34,8 @@ def get_config(arg=None):
   config.init = ml_collections.ConfigDict(dict(backbone_checkpoint=""))
 
   config.train = ml_collections.ConfigDict(dict(
-      clip_len=16, stride=2, crop_size=112, short_side_sizes=[112, 128, 144], flip_p=0.35,
-      jitter=[0.125, 0.2, 0.2, 0.05, 0.2],  # brightness (+-32/255), contrast, saturation, hue, probability
+      clip_len=16, stride=2, crop_size=112, short_side_sizes=(112, 128, 144), flip_p=0.35,
+      jitter=(0.125, 0.2, 0.2, 0.05, 0.2),  # brightness (+-32/255), contrast, saturation, hue, probability
   ))
   config.test = ml_collections.ConfigDict(dict(
       clip_len=16, stride=2, num_clips=10, short_side=128, crop_size=112, three_crop=False, batch_size=8,
@@ -45,7 +45,7 @@ def get_config(arg=None):
   config.num_steps = -1   # > 0 overrides num_epochs
   config.optim = ml_collections.ConfigDict(dict(
       name="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4, grad_clip_norm=40.0,
-      schedule="step", step_epochs=[60, 120], step_factor=0.1,
+      schedule="step", step_epochs=(60, 120), step_factor=0.1,
       warmup_epochs=0.0, warmup_start_lr=0.0, final_lr=0.0,
   ))
   config.log_every = 20
@@ -60,7 +60,7 @@ def get_config(arg=None):
     config.data.num_workers = 1
     config.model.backbone_kwargs.width_multiplier = 0.125
     config.model.num_classes = -1  # taken from the dataset
-    config.train.update(clip_len=8, stride=2, crop_size=64, short_side_sizes=[64, 72, 80])
+    config.train.update(clip_len=8, stride=2, crop_size=64, short_side_sizes=(64, 72, 80))
     config.test.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
     config.batch_size = 16
     config.num_epochs = 3

@@ -13,10 +13,4 @@ from fedvssl_jax.config_utils import parse_arg, pretext_config
 
 def get_config(arg=None):
   arg = parse_arg(arg, demo=False)
-  config = pretext_config("vcop", arg.demo)
-  config.task.update(dict(tuple_len=3, interval=8, resize_wh=[171, 128]))
-  config.optim.lr = 0.001
-  if arg.demo:
-    config.task.update(dict(interval=4, resize_wh=[80, 64]))
-    config.optim.lr = 0.02
-  return config
+  return pretext_config("vcop", arg.demo)

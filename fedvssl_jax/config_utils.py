@@ -103,7 +103,7 @@ def pretext_config(task: str, demo: bool) -> ml_collections.ConfigDict:
   config.num_steps = -1
   config.optim = ml_collections.ConfigDict(dict(
       name="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4, grad_clip_norm=40.0,
-      schedule="step", step_epochs=[30, 60], step_factor=0.1, warmup_epochs=0.0, warmup_start_lr=0.0, final_lr=0.0))
+      schedule="step", step_epochs=(30, 60), step_factor=0.1, warmup_epochs=0.0, warmup_start_lr=0.0, final_lr=0.0))
   config.knn = knn_config()
   config.knn.enabled = demo  # on real data, evaluate with the knn runner on UCF-101 / HMDB-51 instead
   config.log_every = 50
@@ -119,6 +119,128 @@ def pretext_config(task: str, demo: bool) -> ml_collections.ConfigDict:
     config.batch_size = 16
     config.num_epochs = 4
     config.optim.update(lr=0.05, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
+    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, three_crop=False,
+                      batch_size=16)
+    config.log_every = 5
+    config.checkpoint_every = 50
+  _TASK_RECIPES[task](config, demo)
+  return config
+
+
+def _ctp_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
+  """CtP: 16 frames at stride 1..5 with jitter, short side {112,128,144}, crop 112, flip, PatchMask; lr 0.01."""
+  config.task.update(dict(strides=(1, 2, 3, 4, 5), temporal_jitter=True, short_side_sizes=(112, 128, 144),
+                          flip_prob=0.5))
+  if demo:
+    config.task.update(dict(short_side_sizes=(64, 72, 80), strides=(1, 2, 3)))
+
+
+def _vcop_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
+  """VCOP: 3 clips of 16 frames 8 apart, resize 171x128, crop 112; lr 0.001."""
+  config.task.update(dict(tuple_len=3, interval=8, resize_wh=(171, 128)))
+  config.optim.lr = 0.001
+  if demo:
+    config.task.update(dict(interval=4, resize_wh=(80, 64)))
+    config.optim.lr = 0.02
+
+
+def _speed_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
+  """Speed: strides [-4,-2,-1,0,1,2,4] (7 classes), short side {112,128,144}, flip, crop 112; lr 0.01."""
+  config.task.update(dict(strides=(-4, -2, -1, 0, 1, 2, 4), short_side_sizes=(112, 128, 144), flip_prob=0.5))
+  if demo:
+    config.task.update(dict(short_side_sizes=(64, 72, 80)))
+
+
+_TASK_RECIPES = {"ctp": _ctp_recipe, "vcop": _vcop_recipe, "speed": _speed_recipe}
+
+
+def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, beta: int = 1
+                     ) -> ml_collections.ConfigDict:
+  """`config.federated`: FedVSSL's setting (fedvssl.md): 100 non-IID K400 clients, 5 per round, 1 local epoch, 540
+  rounds, aggregation alpha / beta. Clients read `client_dist{k}.json` from `partitions.dir`."""
+  fed = ml_collections.ConfigDict(dict(
+      trainer="pretext",
+      trainer_module="",
+      strategy=strategy,          # fedvssl (backbone-only client update) | fedavg (full model) | flower_baseline
+      alpha=float(alpha),         # weight of the loss-based average (softmax of -loss)
+      beta=int(beta),             # 1: 0.5 moving average with the previous global model
+      ema_factor=0.5,
+      mix_coeff=0.9,              # flower_baseline only (reproduces the Flower baseline's list concatenation)
+      num_clients=100,
+      num_rounds=540,
+      fraction_train=0.05,
+      min_train_nodes=2,
+      min_available_nodes=0,
+      local_epochs=1,
+      max_steps_per_round=-1,
+      round_timeout_s=7200.0,
+      sampling_seed=0,
+      client_resources=ml_collections.ConfigDict(dict(num_cpus=2, num_gpus=1.0)),
+      partitions=ml_collections.ConfigDict(dict(dir="", scheme="iid", seed=0, alpha=0.5)),
+  ))
+  if demo:
+    fed.update(dict(num_clients=3, num_rounds=4, fraction_train=1.0, min_train_nodes=2, local_epochs=2,
+                    round_timeout_s=1800.0))
+    fed.client_resources.update(dict(num_cpus=1, num_gpus=0.0))
+  return fed
+
+
+def goca_config(demo: bool) -> ml_collections.ConfigDict:
+  """GOCA (goca.md): two-stream R(2+1)D-18 (2048-d pooled), fixed hyperspherical prototypes K=1000 x 128, views
+  2 x 32 + 4 x 16 frames at stride 2, prior-guided Sinkhorn (epsilon 0.02 / epsilon2 0.03 as the released run), LARC
+  SGD with peak lr 0.15 * sqrt(global batch), warm-up 10 epochs then cosine to 0.0006, 500 epochs, batch 640."""
+  config = ml_collections.ConfigDict()
+  config.runner = "goca"
+  config.seed = 31
+  config.mesh = [("data", -1)]
+  config.data = data_config("synthetic" if demo else "kinetics400")
+  config.data.with_flow = True
+  config.flow = ml_collections.ConfigDict(dict(
+      extract_missing=demo,  # make missing flow videos before training (always on for the synthetic demo)
+      short_side=256, fast=False, workers=0,
+  ))
+  config.model = ml_collections.ConfigDict(dict(
+      arch="r2plus1d_18",
+      backbone_kwargs=ml_collections.ConfigDict(dict(width_multiplier=1.0, pool_size=(1, 2, 2))),
+      num_prototypes=1000, embed_dim=128, hidden_dim=2048, share_head=True,
+      prototypes_path="",         # .npy from scripts/make_prototypes.py; "" = make them (cached) on first use
+      prototype_steps=50000,      # optimisation steps when making them
+      learn_prototypes=False,     # fixed, as GOCA; True trains them with the separation loss
+      separation_weight=1.0,
+  ))
+  config.views = ml_collections.ConfigDict(dict(
+      clip_lens=(32, 16), num_clips=(2, 4), stride=2, min_start_distance=16, crop_size=112,
+      short_side_range=(128, 160), flip_p=0.5, jitter=(0.4, 0.4, 0.2, 0.1, 0.8), grayscale_p=0.2,
+  ))
+  config.goca = ml_collections.ConfigDict(dict(
+      assign_views=(0, 1), temperature=0.1, epsilon=0.02, epsilon2=0.03, sinkhorn_iters=3,
+      use_prior=True, prior_start_epoch=0, prior_sign=1, divide_twice=False,
+  ))
+  config.batch_size = 640
+  config.num_epochs = 500
+  config.num_steps = -1
+  config.optim = ml_collections.ConfigDict(dict(
+      base_lr=0.15, start_warmup=0.3, final_lr=0.0006, warmup_epochs=10.0, momentum=0.9, weight_decay=1e-4,
+      trust=0.001))
+  config.knn = knn_config()
+  config.knn.enabled = demo
+  config.log_every = 20
+  config.checkpoint_every = 1000
+  config.keep_checkpoints = 3
+  config.max_steps_this_run = -1
+  config.compilation_cache_dir = ""
+  config.matmul_precision = ""
+  if demo:
+    config.data.num_workers = 1
+    config.flow.update(dict(short_side=None, fast=True, workers=2))
+    config.model.backbone_kwargs.width_multiplier = 0.125
+    config.model.update(dict(num_prototypes=64, embed_dim=32, hidden_dim=128, prototype_steps=300))
+    config.views.update(dict(clip_lens=(16, 8), stride=1, min_start_distance=8, crop_size=64,
+                             short_side_range=(64, 80)))
+    config.batch_size = 16
+    config.num_epochs = 4
+    config.optim.update(dict(base_lr=0.05, start_warmup=0.02, final_lr=0.001, warmup_epochs=0.5))
+    config.goca.update(dict(epsilon=0.05, epsilon2=0.03))
     config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, three_crop=False,
                       batch_size=16)
     config.log_every = 5

@@ -25,6 +25,7 @@ import ml_collections
 from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.registry import Registry
 from input_pipeline import annotations
+from input_pipeline import flow as flow_lib
 from input_pipeline.annotations import VideoRecord
 
 DATA_SOURCES: Registry[Callable[[ml_collections.ConfigDict], "DatasetSplits"]] = Registry("data source")
@@ -60,23 +61,12 @@ def _with_flow(records: list[VideoRecord], data: ml_collections.ConfigDict) -> l
     if template:
       flow = annotations.resolve_path(r.name, data.root or None, template)
     else:
-      flow = flow_path_for(r.path)
+      try:
+        flow = flow_lib.flow_path_for(r.path)
+      except ValueError as e:
+        raise ConfigError(f"{e}; set config.data.flow_template") from None
     out.append(dataclasses.replace(r, flow_path=flow))
   return out
-
-
-def flow_path_for(video_path: str, videos_dirname: str = "videos", flow_dirname: str = "videos_flow") -> str:
-  """GOCA's rule: the flow video sits at the same path with the `videos/` folder renamed `videos_flow/`.
-
-  The extension becomes `.mp4` (flow is always stored as mp4).
-  """
-  parts = os.path.normpath(video_path).split(os.sep)
-  if videos_dirname not in parts:
-    raise ConfigError(f"cannot derive the flow path of {video_path}: it has no '{videos_dirname}' folder; "
-                      "set config.data.flow_template")
-  i = len(parts) - 1 - parts[::-1].index(videos_dirname)
-  parts[i] = flow_dirname
-  return os.path.splitext(os.sep.join(parts))[0] + ".mp4"
 
 
 def _require_root(data: ml_collections.ConfigDict, what: str) -> str:

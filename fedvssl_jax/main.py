@@ -22,6 +22,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = FLAGS.config
   workdir = os.path.abspath(FLAGS.workdir)
+  if not FLAGS["verbosity"].present:
+    # Orbax and grain log every save at INFO; progress lines are printed, so keep the log to warnings by default.
+    logging.set_verbosity(logging.WARNING)
   from fedvssl_jax import runners  # import after flag parsing: it pulls in JAX
 
   from fedvssl_jax.config_utils import ConfigError

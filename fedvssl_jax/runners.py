@@ -18,7 +18,7 @@ RUNNERS = {
     "supervised": "fedvssl_jax.train.supervised",
     "pretext": "fedvssl_jax.train.pretext",
     "goca": "fedvssl_jax.train.goca",
-    "federated": "fedvssl_jax.federated.simulation",
+    "federated": "fedvssl_jax.train.federated",
     "knn": "fedvssl_jax.evaluation.knn",
     "linear_probe": "fedvssl_jax.evaluation.linear_probe",
 }

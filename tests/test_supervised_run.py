@@ -25,7 +25,7 @@ def _main(workdir, *overrides, check=True):
 def _tiny(synthetic_videos, steps):
   return [f"--config.data.cache_dir={synthetic_videos}", "--config.data.synthetic_preset=test",
           "--config.data.num_workers=0", "--config.model.backbone_kwargs.width_multiplier=0.0625",
-          "--config.train.clip_len=4", "--config.train.crop_size=32", "--config.train.short_side_sizes=[32,40]",
+          "--config.train.clip_len=4", "--config.train.crop_size=32", "--config.train.short_side_sizes=(32,40)",
           "--config.test.clip_len=4", "--config.test.crop_size=32", "--config.test.short_side=32",
           "--config.test.batch_size=8", "--config.batch_size=8", f"--config.num_steps={steps}",
           "--config.checkpoint_every=3", "--config.log_every=1"]

@@ -97,7 +97,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return {"stopped_at_step": int(state.step)}
 
   final = state_lib.merge_model(graphdef, jax.device_get(state))
-  export_dir = export_backbone(config, workdir, nnx.to_pure_dict(nnx.state(final.backbone)))
+  export_dir = export_backbone(config, workdir, state_lib.module_weights(final.backbone))
   results: dict[str, Any] = {"task": config.task.name, "steps": int(state.step), "export": export_dir}
   if config.knn.enabled:
     results["knn"] = evaluate_knn(config, export_dir, splits, mesh)

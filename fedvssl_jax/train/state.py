@@ -98,3 +98,11 @@ def eval_graphdef(graphdef: nnx.GraphDef, state: TrainState) -> nnx.GraphDef:
   model = nnx.merge(graphdef, state.params, state.rest)
   model.eval()
   return nnx.split(model, nnx.Param, ...)[0]
+
+
+WEIGHTS = nnx.Any(nnx.Param, nnx.BatchStat)
+
+
+def module_weights(module: nnx.Module) -> dict:
+  """Nested pure dict (host arrays) of a module's parameters and BatchNorm statistics — no RNG state."""
+  return nnx.to_pure_dict(jax.device_get(nnx.state(module, WEIGHTS)))

@@ -136,8 +136,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("test: %s", results["test"])
   final = state_lib.merge_model(graphdef, jax.device_get(state))
   export_dir = os.path.join(workdir, "export", "backbone")
-  export.save_backbone(export_dir, arch, backbone_kwargs, nnx.to_pure_dict(nnx.state(final.backbone)),
-                       fc_state=nnx.to_pure_dict(nnx.state(final.head)))
+  export.save_backbone(export_dir, arch, backbone_kwargs, state_lib.module_weights(final.backbone),
+                       fc_state=state_lib.module_weights(final.head.fc))
   results["export"] = export_dir
   return reporting.write_results(workdir, results)
 

@@ -1,0 +1,23 @@
+"""GOCA: two-stream (RGB + optical flow) pretraining with guided online cluster assignment. The main config.
+
+  python -m fedvssl_jax.main --config=configs/goca.py:demo --workdir=DIR             # synthetic videos, CPU, minutes
+  python -m fedvssl_jax.main --config=configs/goca.py --workdir=DIR --config.data.root=/data/kinetics400
+  python -m fedvssl_jax.main --config=configs/goca.py:demo,federated --workdir=DIR   # GOCA through Flower
+
+Recipe (Coskun et al., ECCV 2022; goca.md): see `fedvssl_jax.config_utils.goca_config`. Flow videos are expected
+beside the RGB tree (`videos/` -> `videos_flow/`, made by scripts/extract_flow.py); the demo extracts them itself.
+`goca.prior_sign=1` is the KL-regularised prior the paper describes; `-1` reproduces the released code's sign.
+"""
+
+from fedvssl_jax.config_utils import federated_config, goca_config, parse_arg
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, demo=False, federated=False)
+  config = goca_config(arg.demo)
+  if arg.federated:
+    config.federated = federated_config(arg.demo)
+    config.federated.trainer = "goca"
+    config.runner = "federated"
+    config.pretrain_runner = "goca"
+  return config

@@ -1,0 +1,24 @@
+"""Registers the `pretext` local trainer: CtP / VCOP / Speed clients of a federated run (`config.task.name`)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS
+from fedvssl_jax.pretext import PRETEXT_TASKS
+from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
+
+
+def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
+  task = PRETEXT_TASKS.get(config.task.name)
+  try:
+    batch_keys = tuple(task.batch_spec(config.task).keys())
+  except NotImplementedError:
+    batch_keys = None
+  return TaskSpec(make_model=lambda rngs: task.make_model(config.model, rngs=rngs), loss_fn=task.loss_fn,
+                  builder=task.make_builder(config.task), batch_keys=batch_keys)
+
+
+@LOCAL_TRAINERS.register("pretext")
+def make_pretext_local_trainer(config: ml_collections.ConfigDict) -> TaskLocalTrainer:
+  return TaskLocalTrainer(config, task_spec(config))

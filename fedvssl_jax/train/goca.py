@@ -1,0 +1,223 @@
+"""GOCA pretraining (`config.runner = "goca"`): two streams, fixed prototypes, prior-guided Sinkhorn, LARC.
+
+Steps: make missing optical-flow videos (`config.flow.extract_missing`), load or make the hyperspherical prototypes,
+train with the swapped-prediction loss (`fedvssl_jax.losses.goca.goca_loss`; the prior from
+`config.goca.prior_start_epoch` on), export the RGB and flow backbones (`<workdir>/export/{backbone,flow_backbone}`)
+and, when `config.knn.enabled`, evaluate kNN retrieval of the two-stream features (the average of the streams, GOCA's
+`Avg`) against the same model at random initialisation. Results: `<workdir>/results.json` (+ plots).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from fedvssl_jax import datasets
+from fedvssl_jax.config_utils import ConfigError
+from fedvssl_jax.evaluation import knn as knn_lib
+from fedvssl_jax.evaluation import reporting
+from fedvssl_jax.goca import larc as larc_lib
+from fedvssl_jax.goca import prototypes as prototypes_lib
+from fedvssl_jax.goca.model import GOCAModel
+from fedvssl_jax.losses import goca as goca_losses
+from fedvssl_jax.models import export
+from fedvssl_jax.train import loop
+from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.train import state as state_lib
+from input_pipeline import flow as flow_lib
+from input_pipeline import pipeline
+
+
+def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits) -> None:
+  """Makes missing flow videos (when `config.flow.extract_missing`), else checks they exist."""
+  records = splits.train + splits.test
+  missing = [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
+  if not missing:
+    return
+  if not config.flow.extract_missing:
+    raise ConfigError(
+        f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "
+        f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` or set "
+        "config.flow.extract_missing=True")
+  roots = set()
+  for r in missing:
+    parts = os.path.abspath(r.path).split(os.sep)
+    if "videos" not in parts[:-1]:
+      raise ConfigError(f"cannot place the flow video of {r.path} (no 'videos' folder): set config.data.flow_template "
+                        "and make the flow videos with scripts/extract_flow.py")
+    i = len(parts) - 2 - parts[:-1][::-1].index("videos")
+    roots.add(os.sep.join(parts[:i + 1]))
+  for videos_dir in sorted(roots):
+    out_dir = os.path.join(os.path.dirname(videos_dir), "videos_flow")
+    print(f"extracting optical flow: {videos_dir} -> {out_dir}", flush=True)
+    params = flow_lib.FAST_TVL1 if config.flow.fast else flow_lib.DEFAULT_TVL1
+    short_side = config.flow.short_side or None
+    report = flow_lib.extract_flow_folder(videos_dir, out_dir, short_side=short_side,
+                                          workers=config.flow.workers or None, params=params)
+    if report["failed"]:
+      print(f"flow extraction failed for {len(report['failed'])} videos, e.g. {report['failed'][0]}", flush=True)
+
+
+def load_or_make_prototypes(config: ml_collections.ConfigDict) -> np.ndarray:
+  """`config.model.prototypes_path`, or prototypes made once and cached by (K, d, steps)."""
+  m = config.model
+  if m.prototypes_path:
+    return prototypes_lib.load_prototypes(m.prototypes_path, m.num_prototypes, m.embed_dim)
+  cache = os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "prototypes")
+  path = os.path.join(cache, f"prototypes-{m.embed_dim}d-{m.num_prototypes}c_{m.prototype_steps}.npy")
+  if not os.path.exists(path):
+    print(f"making {m.num_prototypes} hyperspherical prototypes in {m.embed_dim}-d ({m.prototype_steps} steps) "
+          f"-> {path}", flush=True)
+    c = prototypes_lib.make_prototypes(m.num_prototypes, m.embed_dim, m.prototype_steps, seed=300)
+    os.makedirs(cache, exist_ok=True)
+    prototypes_lib.save_prototypes(path, np.asarray(c))
+  return prototypes_lib.load_prototypes(path, m.num_prototypes, m.embed_dim)
+
+
+def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs, prototypes: np.ndarray | None = None) -> GOCAModel:
+  m = config.model
+  if prototypes is None:
+    prototypes = load_or_make_prototypes(config)
+  return GOCAModel(m.arch, m.backbone_kwargs.to_dict(), m.num_prototypes, m.embed_dim, m.hidden_dim, m.share_head,
+                   prototypes=prototypes, learn_prototypes=m.learn_prototypes, rngs=rngs)
+
+
+def view_keys(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
+  """Batch keys of the RGB and flow view groups, in view order (the first group's clips are the assigned views)."""
+  from fedvssl_jax.goca import data as goca_data
+
+  lens = list(config.views.clip_lens)
+  return goca_data.view_keys(lens, "rgb"), goca_data.view_keys(lens, "flow")
+
+
+def make_loss_fn(config: ml_collections.ConfigDict, use_prior: bool):
+  """`loss_fn(model, batch, rng)` of GOCA (Sinkhorn in float32, no gradient through the codes)."""
+  g = config.goca
+  rgb_keys, flow_keys = view_keys(config)
+
+  def loss_fn(model, batch, rng):
+    del rng
+    out = model([batch[k] for k in rgb_keys], [batch[k] for k in flow_keys])
+    loss, metrics = goca_losses.goca_loss(
+        out["scores_rgb"], out["scores_flow"], assign_views=tuple(g.assign_views), temperature=g.temperature,
+        epsilon=g.epsilon, epsilon2=g.epsilon2, num_iters=g.sinkhorn_iters, use_prior=use_prior,
+        prior_sign=g.prior_sign, divide_twice=g.divide_twice)
+    if config.model.learn_prototypes and config.model.separation_weight:
+      sep = prototypes_lib.separation_loss(model.prototypes[...])
+      metrics = dict(metrics, separation=sep)
+      loss = loss + config.model.separation_weight * sep
+    return loss, metrics
+
+  return loss_fn
+
+
+def make_builder(config: ml_collections.ConfigDict):
+  from fedvssl_jax.goca.data import GOCAClipBuilder
+
+  v = config.views
+  return GOCAClipBuilder(clip_lens=tuple(v.clip_lens), num_clips=tuple(v.num_clips), stride=v.stride,
+                         min_start_distance=v.min_start_distance, crop_size=v.crop_size,
+                         short_side_range=tuple(v.short_side_range) if v.short_side_range else None,
+                         flip_p=v.flip_p, jitter=tuple(v.jitter) if v.jitter else None, grayscale_p=v.grayscale_p)
+
+
+def make_tx(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int):
+  o = config.optim
+  warmup = min(int(o.warmup_epochs * steps_per_epoch), total_steps)
+  schedule = larc_lib.goca_schedule(o.base_lr, config.batch_size, warmup, total_steps, start_warmup=o.start_warmup,
+                                    final_lr=o.final_lr)
+  tx = larc_lib.goca_optimizer(schedule, momentum=o.momentum, weight_decay=o.weight_decay, trust=o.trust)
+  return tx, schedule
+
+
+def two_stream_view_features(model: GOCAModel, mesh):
+  """A jitted `batch -> [B, V, D]`: per view, the average of the RGB and flow backbone features (eval mode)."""
+  model.eval()
+  graphdef, state = nnx.split(model)
+
+  def fn(state, batch):
+    m = nnx.merge(graphdef, state)
+    rgb, flow = batch["video"], batch["flow"]
+    b, v = rgb.shape[:2]
+    feats = m.features(rgb.reshape((b * v,) + rgb.shape[2:]), flow.reshape((b * v,) + flow.shape[2:]))
+    return feats.reshape(b, v, -1).astype(jnp.float32)
+
+  jitted = jax.jit(fn, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)))
+  state = jax.device_put(state, mesh_lib.replicated(mesh))
+  return lambda batch: jitted(state, batch)
+
+
+def knn_two_stream(model: GOCAModel, config, splits, mesh, desc: str) -> dict[str, float]:
+  fn = two_stream_view_features(model, mesh)
+  builder = knn_lib.knn_test_builder(config.knn, with_flow=True)
+  args = dict(mesh=mesh, batch_size=config.knn.batch_size, num_workers=config.data.num_workers,
+              inputs=("video", "flow"))
+  g, gl = knn_lib.extract_video_features(fn, splits.train, builder, desc=f"{desc} gallery", **args)
+  q, ql = knn_lib.extract_video_features(fn, splits.test, builder, desc=f"{desc} queries", **args)
+  return knn_lib.recall_at_k(q, ql, g, gl, mean_center=config.knn.mean_center)
+
+
+def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel,
+                        splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
+  """Exports both backbones and (if enabled) runs kNN of the trained and of a randomly initialised model."""
+  kwargs = {k: v for k, v in config.model.backbone_kwargs.to_dict().items() if k != "output"}
+  out: dict[str, Any] = {"export": {}}
+  for stream in ("rgb", "flow"):
+    name = "backbone" if stream == "rgb" else "flow_backbone"
+    path = os.path.join(workdir, "export", name)
+    export.save_backbone(path, config.model.arch, kwargs, state_lib.module_weights(getattr(model.backbone, stream)))
+    out["export"][stream] = path
+  if config.knn.enabled:
+    splits = splits or datasets.load_splits(config.data)
+    ensure_flow(config, splits)
+    mesh = mesh_lib.make_mesh(config.get("mesh"))
+    random_model = build_model(config, nnx.Rngs(config.seed))
+    out["knn"] = {"pretrained": knn_two_stream(model, config, splits, mesh, "knn pretrained"),
+                  "random_init": knn_two_stream(random_model, config, splits, mesh, "knn random init")}
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  mesh = mesh_lib.make_mesh(config.get("mesh"))
+  mesh_lib.check_batch_size(config.batch_size, mesh)
+  if not config.data.get("with_flow", False):
+    raise ConfigError("config.data.with_flow must be True for GOCA (two streams)")
+  splits = datasets.load_splits(config.data)
+  ensure_flow(config, splits)
+  steps_per_epoch = max(1, len(splits.train) // config.batch_size)
+  total_steps = config.num_steps if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
+  print(f"GOCA pretraining: {len(splits.train)} videos, {total_steps} steps ({steps_per_epoch} per epoch), global "
+        f"batch {config.batch_size} on {mesh.devices.size} devices", flush=True)
+
+  model = build_model(config, nnx.Rngs(config.seed))
+  model.train()
+  tx, schedule = make_tx(config, steps_per_epoch, total_steps)
+  graphdef, state = state_lib.create_train_state(model, tx, mesh)
+  del model
+  prior_from = int(config.goca.prior_start_epoch * steps_per_epoch) if config.goca.use_prior else total_steps + 1
+  plain_step = state_lib.make_train_step(graphdef, tx, make_loss_fn(config, use_prior=False), mesh)
+  prior_step = state_lib.make_train_step(graphdef, tx, make_loss_fn(config, use_prior=True), mesh)
+
+  def train_step(state, batch, rng):
+    step = prior_step if int(jax.device_get(state.step)) >= prior_from else plain_step
+    return step(state, batch, rng)
+
+  rgb_keys, flow_keys = view_keys(config)
+  train_ds = pipeline.make_train_dataset(
+      splits.train, make_builder(config), batch_size=mesh_lib.local_batch_size(config.batch_size), seed=config.seed,
+      num_workers=config.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+  state, finished = loop.run_train_loop(config, workdir, state=state, train_step=train_step, train_ds=train_ds,
+                                        total_steps=total_steps, schedule=schedule,
+                                        batch_keys=tuple(rgb_keys + flow_keys), mesh=mesh)
+  if not finished:
+    return {"stopped_at_step": int(state.step)}
+  final = state_lib.merge_model(graphdef, jax.device_get(state))
+  results: dict[str, Any] = {"method": "goca", "steps": int(state.step)}
+  results.update(export_and_evaluate(config, workdir, final, splits))
+  return reporting.write_results(workdir, results)

@@ -1,0 +1,176 @@
+"""Local (client-side) training of a JAX task for federated runs: the `LocalTrainer` of the pretext tasks and GOCA.
+
+One `TaskLocalTrainer` per process serves every client that process trains: the model skeleton, the clip builder
+and the jitted step are built once and reused across rounds and clients (only the arrays change), so a simulation
+compiles once per actor process and JAX's persistent compilation cache covers fresh processes.
+
+What crosses the wire is `nnx.Param` + `nnx.BatchStat` of the whole model as a flat float32 dict keyed by pytree path
+(`backbone/...`, `head/...`); RNG counters and fixed buffers (e.g. GOCA's fixed prototypes) stay local.
+
+Client data (`config.federated.partitions`):
+  dir: a folder of FedVSSL-format `client_dist{k}.json` files (client id p reads `client_dist{p+1}.json`; the
+       published K400 splits or `scripts/partition_clients.py` output), paths resolved like the run's data; or
+  scheme: iid | by-class | dirichlet | fedvssl-noniid, applied to the run's train split with `seed` (and `alpha`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from fedvssl_jax import datasets
+from fedvssl_jax.config_utils import ConfigError
+from fedvssl_jax.federated import arrays as arrays_lib
+from fedvssl_jax.federated.local_trainer import LocalResult
+from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.train import optim
+from fedvssl_jax.train import state as state_lib
+from input_pipeline import annotations, pipeline
+
+
+
+def model_to_flat(model: nnx.Module) -> dict[str, np.ndarray]:
+  """`{path: float32 array}` of the model's parameters and BatchNorm statistics."""
+  return arrays_lib.pytree_to_flat(nnx.to_pure_dict(jax.device_get(nnx.state(model, state_lib.WEIGHTS))))
+
+
+def flat_into_state(state: nnx.State, flat: dict[str, np.ndarray]) -> nnx.State:
+  """Returns `state` with the leaves named in `flat` replaced (every leaf of `state` must be present)."""
+  pure = nnx.to_pure_dict(state)
+  own = arrays_lib.pytree_to_flat(pure)
+  missing = sorted(set(own) - set(flat))
+  if missing:
+    raise ValueError(f"arrays lack {len(missing)} entries of the model, e.g. {missing[:3]}")
+  for key, value in own.items():
+    if tuple(np.shape(flat[key])) != tuple(np.shape(value)):
+      raise ValueError(f"array {key!r} has shape {np.shape(flat[key])}, the model expects {np.shape(value)}")
+  new_pure = arrays_lib.flat_to_pytree({k: flat[k] for k in own}, like=pure)
+  nnx.replace_by_pure_dict(state, new_pure)
+  return state
+
+
+def client_records(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits,
+                   partition_id: int) -> list[annotations.VideoRecord]:
+  """The training videos of client `partition_id` (0-based) per `config.federated.partitions`."""
+  part = config.federated.partitions
+  num_clients = int(config.federated.num_clients)
+  if not 0 <= partition_id < num_clients:
+    raise ValueError(f"partition id {partition_id} outside 0..{num_clients - 1} (config.federated.num_clients)")
+  if part.get("dir"):
+    path = os.path.join(part.dir, f"client_dist{partition_id + 1}.json")
+    if not os.path.exists(path):
+      raise ConfigError(f"{path} not found (config.federated.partitions.dir)")
+    template = config.data.path_template or "{name}"
+    records = annotations.load_annotations(path, splits.root or None, path_template=template)
+    if config.data.get("with_flow", False):
+      records = datasets._with_flow(records, config.data)  # noqa: SLF001 - the same rule as the run's splits
+    return records
+  from input_pipeline import partition
+
+  return partition.partition_records(splits.train, part.scheme, num_clients, seed=int(part.get("seed", 0)),
+                                     alpha=float(part.get("alpha", 0.5)))[partition_id]
+
+
+@dataclasses.dataclass
+class TaskSpec:
+  """What a task gives the local trainer."""
+  make_model: Callable[[nnx.Rngs], nnx.Module]
+  loss_fn: state_lib.LossFn
+  builder: Any
+  batch_keys: tuple[str, ...] | None = None
+  # total local steps -> (optimiser, schedule); default: SGD from `config.optim` (`fedvssl_jax.train.optim`).
+  make_tx: Callable[[int], tuple[optax.GradientTransformation, optax.Schedule]] | None = None
+
+
+class TaskLocalTrainer:
+  """`LocalTrainer` for a JAX task (see the module docstring).
+
+  Reads `config.seed`, `config.batch_size` (per client), `config.optim` (the local optimiser, fresh every round; its
+  schedule runs over the round's steps), `config.data`, `config.federated.{num_clients, partitions,
+  max_steps_per_round}`.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, spec: TaskSpec):
+    self.config = config
+    self.spec = spec
+    self.mesh = mesh_lib.make_mesh(config.get("mesh"))
+    mesh_lib.check_batch_size(config.batch_size, self.mesh)
+    self._splits = None
+    self._records: dict[int, list] = {}
+    model = spec.make_model(nnx.Rngs(config.seed))
+    model.train()
+    self._graphdef, self._params, self._rest = state_lib.split_model(model)
+    self._initial = model_to_flat(model)
+    self._steps: dict[int, Callable] = {}
+
+  @property
+  def splits(self) -> datasets.DatasetSplits:
+    if self._splits is None:
+      self._splits = datasets.load_splits(self.config.data)
+    return self._splits
+
+  def records(self, partition_id: int) -> list:
+    if partition_id not in self._records:
+      self._records[partition_id] = client_records(self.config, self.splits, partition_id)
+      if not self._records[partition_id]:
+        raise ValueError(f"client {partition_id} has no training videos")
+    return self._records[partition_id]
+
+  def initial_arrays(self) -> dict[str, np.ndarray]:
+    return dict(self._initial)
+
+  def num_examples(self, partition_id: int) -> int:
+    return len(self.records(partition_id))
+
+  def _tx_and_schedule(self, total_steps: int):
+    if self.spec.make_tx is not None:
+      return self.spec.make_tx(total_steps)
+    schedule = optim.make_schedule(self.config.optim, max(1, total_steps), total_steps)
+    return optim.make_sgd(self.config.optim, schedule), schedule
+
+  def train(self, partition_id: int, arrays: dict[str, np.ndarray], *, server_round: int, local_epochs: int,
+            workdir: str) -> LocalResult:
+    t0 = time.time()
+    records = self.records(partition_id)
+    batch = int(self.config.batch_size)
+    steps = max(1, local_epochs * len(records) // batch)
+    cap = int(self.config.federated.get("max_steps_per_round", -1))
+    if cap > 0:
+      steps = min(steps, cap)
+    tx, schedule = self._tx_and_schedule(steps)
+    params = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._params), arrays)
+    rest = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._rest), arrays)
+    state = state_lib.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, rest=rest,
+                                 opt_state=tx.init(params))
+    state = jax.device_put(state, mesh_lib.replicated(self.mesh))
+    if steps not in self._steps:  # the schedule depends on the step count; usually one entry per client size
+      self._steps[steps] = state_lib.make_train_step(self._graphdef, tx, self.spec.loss_fn, self.mesh)
+    train_step = self._steps[steps]
+    seed = int(self.config.seed) + 100_003 * (partition_id + 1) + 7_919 * server_round
+    ds = pipeline.make_train_dataset(records, self.spec.builder, batch_size=batch, seed=seed,
+                                     num_workers=int(self.config.data.num_workers))
+    it = iter(ds)
+    losses = []
+    key = jax.random.key(seed)
+    for i in range(steps):
+      host = next(it)
+      if self.spec.batch_keys is not None:
+        host = {k: host[k] for k in self.spec.batch_keys}
+      state, metrics = train_step(state, mesh_lib.put_batch(host, self.mesh), jax.random.fold_in(key, i))
+      losses.append(metrics["loss"])
+    if hasattr(it, "close"):
+      it.close()
+    losses = np.asarray(jax.device_get(losses), np.float64)
+    final = nnx.merge(self._graphdef, jax.device_get(state.params), jax.device_get(state.rest))
+    out = model_to_flat(final)
+    return LocalResult(arrays=out, num_examples=len(records), mean_loss=float(losses.mean()),
+                       metrics={"steps": float(steps), "time_s": time.time() - t0,
+                                "last_loss": float(losses[-1]), "lr": float(schedule(0))})
