@@ -38,10 +38,10 @@ def main(argv):
     sys.exit(2)
 
 
-def _one_line_config_errors() -> None:
-  """Turns config mistakes (unknown key, wrong type, unknown variant) into one line naming the key, not a traceback."""
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags once; config mistakes (unknown key, wrong type, unknown variant) become one line naming the key."""
   try:
-    FLAGS(sys.argv)
+    return FLAGS(argv)
   except Exception as e:  # noqa: BLE001 - flags, ml_collections and the config files raise several types
     text = str(e).replace("\\n", "\n").replace("\\'", "'")
     if "Traceback" in text:  # an exception inside get_config(): keep its last line
@@ -57,5 +57,5 @@ def _one_line_config_errors() -> None:
 
 
 if __name__ == "__main__":
-  _one_line_config_errors()
-  app.run(main)
+  remaining = _parse_flags(sys.argv)
+  app.run(main, flags_parser=lambda _: remaining)

@@ -7,6 +7,7 @@ import ml_collections
 from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS
 from fedvssl_jax.pretext import PRETEXT_TASKS
 from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
+from fedvssl_jax.train.pretext import task_model_config
 
 
 def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
@@ -15,7 +16,8 @@ def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
     batch_keys = tuple(task.batch_spec(config.task).keys())
   except NotImplementedError:
     batch_keys = None
-  return TaskSpec(make_model=lambda rngs: task.make_model(config.model, rngs=rngs), loss_fn=task.loss_fn,
+  model_config = task_model_config(config)
+  return TaskSpec(make_model=lambda rngs: task.make_model(model_config, rngs=rngs), loss_fn=task.loss_fn,
                   builder=task.make_builder(config.task), batch_keys=batch_keys)
 
 

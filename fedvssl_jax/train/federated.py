@@ -44,7 +44,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     from fedvssl_jax.pretext import PRETEXT_TASKS
     from fedvssl_jax.train import pretext
 
-    model = PRETEXT_TASKS.get(config.task.name).make_model(config.model, rngs=nnx.Rngs(config.seed))
+    model = PRETEXT_TASKS.get(config.task.name).make_model(pretext.task_model_config(config),
+                                                           rngs=nnx.Rngs(config.seed))
     state = flat_into_state(nnx.state(model, state_lib.WEIGHTS), final_arrays)
     nnx.update(model, state)
     export_dir = pretext.export_backbone(config, workdir, state_lib.module_weights(model.backbone))

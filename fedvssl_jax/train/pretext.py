@@ -29,6 +29,13 @@ from fedvssl_jax.train import state as state_lib
 from input_pipeline import pipeline
 
 
+def task_model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.model` plus the clip length of `config.task` (CtP's head sizes its temporal conv from it)."""
+  model_config = ml_collections.ConfigDict(config.model.to_dict())
+  model_config.clip_len = int(config.task.clip_len)
+  return model_config
+
+
 def downstream_backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The exported backbone's kwargs: the user's (width, BN eps, ...) without the task's pretraining-only ones."""
   kwargs = dict(config.model.backbone_kwargs.to_dict())
@@ -77,7 +84,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   print(f"{config.task.name} pretraining: {len(splits.train)} videos, {total_steps} steps "
         f"({steps_per_epoch} per epoch), global batch {config.batch_size} on {mesh.devices.size} devices", flush=True)
 
-  model = task.make_model(config.model, rngs=nnx.Rngs(config.seed))
+  model = task.make_model(task_model_config(config), rngs=nnx.Rngs(config.seed))
   model.train()
   schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
   tx = optim.make_sgd(config.optim, schedule)

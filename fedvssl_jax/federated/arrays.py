@@ -1,0 +1,179 @@
+"""Models as flat dicts keyed by pytree path, and their conversion to Flower `ArrayRecord`s.
+
+A flat dict maps `"/"`-joined pytree paths to float32 NumPy arrays, e.g.
+`{"backbone/stem/conv/kernel": f32[3,7,7,3,64], "backbone/stem/bn/mean": f32[64], "head/fc/kernel": ...}`. It is
+how parameters leave a process (docs/design.md): the ArrayRecord keys are these paths, so the server and the
+clients agree on names, not on positions. The top-level key `backbone` is the shared backbone; everything else
+(`head`, ...) is task-specific and stays on the client in FedVSSL mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+BACKBONE_PREFIX = "backbone/"
+SEP = "/"
+
+
+def _key_str(k: Any) -> str:
+  """A path component as text: dict keys, NNX int indices, jax key entries (`.key`, `.idx`, `.name`)."""
+  for attr in ("key", "idx", "name"):
+    if hasattr(k, attr) and not isinstance(k, (str, int)):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def to_float32(name: str, value: Any) -> np.ndarray:
+  """`value` as a float32 NumPy array (copy only when needed); rejects non-numeric arrays naming `name`."""
+  arr = np.asarray(value)
+  if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    raise ValueError(f"array {name!r} has non-numeric dtype {arr.dtype}")
+  return arr.astype(np.float32, copy=False)
+
+
+def pytree_to_flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+  """Flattens nested dicts (e.g. `nnx.to_pure_dict(nnx.state(model))`) into `{"a/b/c": float32 array}`.
+
+  Args:
+    tree: nested mappings whose leaves are arrays (NumPy, JAX, or anything `np.asarray` accepts; NNX
+      `Variable`s are unwrapped through `.value` when present). Keys may be str or int.
+    prefix: prepended to every path (without a trailing separator).
+
+  Returns:
+    Flat dict in depth-first insertion order, float32 values.
+
+  Raises:
+    ValueError: a key containing "/" or a non-numeric leaf, naming the path.
+  """
+  out: dict[str, np.ndarray] = {}
+
+  def rec(node: Any, path: str) -> None:
+    if isinstance(node, Mapping):
+      for k, v in node.items():
+        ks = _key_str(k)
+        if SEP in ks:
+          raise ValueError(f"pytree key {ks!r} under {path or '<root>'!r} contains {SEP!r}")
+        rec(v, f"{path}{SEP}{ks}" if path else ks)
+      return
+    leaf = node.value if hasattr(node, "value") and not isinstance(node, np.ndarray) else node
+    out[path] = to_float32(path, leaf)
+
+  rec(tree, prefix)
+  return out
+
+
+def flat_to_pytree(flat: Mapping[str, Any], like: Mapping[str, Any] | None = None) -> dict[Any, Any]:
+  """Inverse of `pytree_to_flat`.
+
+  Args:
+    flat: `{"a/b/c": array}`.
+    like: optional nested dict giving the target structure: its key types (e.g. the int indices of NNX lists) and
+      leaf shapes are used, and every one of its leaves must be present in `flat` with the same shape.
+
+  Returns:
+    Nested dicts of NumPy arrays (keys are str, or taken from `like`).
+
+  Raises:
+    ValueError: a path present in `like` but missing in `flat`, an extra path, or a shape mismatch (naming it);
+      a path that is both a leaf and a prefix of another path.
+  """
+  if like is not None:
+    like_flat_keys = _like_paths(like)
+    for path, (_, shape) in like_flat_keys.items():
+      if path not in flat:
+        raise ValueError(f"flat dict lacks path {path!r} of the target structure")
+      if shape is not None and tuple(np.shape(flat[path])) != tuple(shape):
+        raise ValueError(f"path {path!r}: shape {np.shape(flat[path])}, target has {tuple(shape)}")
+    extra = [p for p in flat if p not in like_flat_keys]
+    if extra:
+      raise ValueError(f"flat dict has paths not in the target structure: {extra[:5]}")
+
+    def rebuild(node: Any, path: str) -> Any:
+      if isinstance(node, Mapping):
+        return {k: rebuild(v, f"{path}{SEP}{_key_str(k)}" if path else _key_str(k)) for k, v in node.items()}
+      return np.asarray(flat[path])
+
+    return rebuild(like, "")
+
+  root: dict[Any, Any] = {}
+  for path, value in flat.items():
+    parts = path.split(SEP)
+    node = root
+    for i, part in enumerate(parts[:-1]):
+      nxt = node.setdefault(part, {})
+      if not isinstance(nxt, dict):
+        raise ValueError(f"path {path!r}: {SEP.join(parts[:i + 1])!r} is both a leaf and a prefix")
+      node = nxt
+    if parts[-1] in node:
+      raise ValueError(f"path {path!r} is both a leaf and a prefix of another path")
+    node[parts[-1]] = np.asarray(value)
+  return root
+
+
+def _like_paths(like: Mapping[str, Any]) -> dict[str, tuple[Any, tuple[int, ...] | None]]:
+  """path -> (leaf, shape or None) for a nested target structure."""
+  out: dict[str, tuple[Any, tuple[int, ...] | None]] = {}
+
+  def rec(node: Any, path: str) -> None:
+    if isinstance(node, Mapping):
+      for k, v in node.items():
+        rec(v, f"{path}{SEP}{_key_str(k)}" if path else _key_str(k))
+      return
+    leaf = node.value if hasattr(node, "value") and not isinstance(node, np.ndarray) else node
+    shape = getattr(leaf, "shape", None)  # also jax.ShapeDtypeStruct
+    out[path] = (leaf, tuple(shape) if shape is not None else tuple(np.shape(leaf)))
+
+  rec(like, "")
+  return out
+
+
+def flat_to_arrayrecord(flat: Mapping[str, Any]):
+  """Flat dict -> `flwr.app.ArrayRecord` with the same keys (float32, C-contiguous)."""
+  from flwr.app import Array, ArrayRecord
+
+  return ArrayRecord({k: Array(np.ascontiguousarray(to_float32(k, v))) for k, v in flat.items()})
+
+
+def arrayrecord_to_flat(record) -> dict[str, np.ndarray]:
+  """`flwr.app.ArrayRecord` -> flat dict of float32 NumPy arrays (same keys, insertion order)."""
+  return {k: to_float32(k, v.numpy()) for k, v in record.items()}
+
+
+def split_backbone(flat: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """Splits a flat dict into (`backbone/...` entries, everything else)."""
+  backbone = {k: v for k, v in flat.items() if k.startswith(BACKBONE_PREFIX)}
+  rest = {k: v for k, v in flat.items() if not k.startswith(BACKBONE_PREFIX)}
+  return backbone, rest
+
+
+def merge_backbone(local_flat: Mapping[str, np.ndarray], global_flat: Mapping[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+  """FedVSSL's client update: the local model with only its `backbone/` entries replaced by the global ones.
+
+  Non-backbone entries of `local_flat` (head, local statistics, ...) are returned unchanged (the same objects);
+  non-backbone entries of `global_flat` are ignored. Backbone entries of the local model that the global lacks are
+  kept (and reported by neither side: a global model always holds the full backbone).
+
+  Raises:
+    ValueError: the global has a backbone key the local model lacks, or a backbone shape differs (naming the key).
+  """
+  out = dict(local_flat)
+  for k, v in global_flat.items():
+    if not k.startswith(BACKBONE_PREFIX):
+      continue
+    if k not in local_flat:
+      raise ValueError(f"global model has backbone key {k!r} that the local model lacks")
+    if tuple(np.shape(v)) != tuple(np.shape(local_flat[k])):
+      raise ValueError(f"backbone key {k!r}: global shape {np.shape(v)}, local shape {np.shape(local_flat[k])}")
+    out[k] = v
+  return out
+
+
+def check_finite(flat: Mapping[str, np.ndarray]) -> str | None:
+  """The first key whose array has a NaN or Inf, or None when all are finite."""
+  for k, v in flat.items():
+    if not np.all(np.isfinite(v)):
+      return k
+  return None
