@@ -11,7 +11,7 @@ Variants: `demo` (synthetic videos, tiny R3D, a few minutes on 2 CPU cores), `da
 
 import ml_collections
 
-from fedvssl_jax.config_utils import data_config, parse_arg
+from fedvssl_jax.config_utils import add_run_settings, data_config, parse_arg
 
 _NUM_CLASSES = {"ucf101": 101, "hmdb51": 51, "kinetics400": 400}
 
@@ -48,12 +48,7 @@ def get_config(arg=None):
       schedule="step", step_epochs=(60, 120), step_factor=0.1,
       warmup_epochs=0.0, warmup_start_lr=0.0, final_lr=0.0,
   ))
-  config.log_every = 20
-  config.checkpoint_every = 1000
-  config.keep_checkpoints = 3
-  config.max_steps_this_run = -1  # > 0: stop (with a checkpoint) after this many steps, e.g. for preemptible jobs
-  config.compilation_cache_dir = ""
-  config.matmul_precision = ""
+  add_run_settings(config, log_every=20)
 
   if arg.demo:
     config.data.synthetic_preset = "demo"

@@ -74,6 +74,16 @@ def data_config(dataset: str) -> ml_collections.ConfigDict:
   ))
 
 
+def add_run_settings(config: ml_collections.ConfigDict, log_every: int = 20, checkpoint_every: int = 1000) -> None:
+  """The run-control keys every recipe has: logging / checkpoint intervals, early stop, JAX settings."""
+  config.log_every = log_every                # steps between metric lines / TensorBoard points
+  config.checkpoint_every = checkpoint_every  # steps between Orbax checkpoints (and one at the end)
+  config.keep_checkpoints = 3
+  config.max_steps_this_run = -1              # > 0: stop (with a checkpoint) after this many steps this run
+  config.compilation_cache_dir = ""           # "" = ~/.cache/fedvssl_jax/jax_compilation_cache
+  config.matmul_precision = ""                # e.g. "highest" for parity checks
+
+
 def knn_config(batch_size: int = 8) -> ml_collections.ConfigDict:
   """`config.knn`: kNN retrieval after pretraining (fedvssl_jax/evaluation/knn.py)."""
   return ml_collections.ConfigDict(dict(
@@ -106,12 +116,7 @@ def pretext_config(task: str, demo: bool) -> ml_collections.ConfigDict:
       schedule="step", step_epochs=(30, 60), step_factor=0.1, warmup_epochs=0.0, warmup_start_lr=0.0, final_lr=0.0))
   config.knn = knn_config()
   config.knn.enabled = demo  # on real data, evaluate with the knn runner on UCF-101 / HMDB-51 instead
-  config.log_every = 50
-  config.checkpoint_every = 1000
-  config.keep_checkpoints = 3
-  config.max_steps_this_run = -1
-  config.compilation_cache_dir = ""
-  config.matmul_precision = ""
+  add_run_settings(config, log_every=50)
   if demo:
     config.data.num_workers = 1
     config.model.backbone_kwargs.width_multiplier = 0.125
@@ -131,8 +136,13 @@ def _ctp_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
   """CtP: 16 frames at stride 1..5 with jitter, short side {112,128,144}, crop 112, flip, PatchMask; lr 0.01."""
   config.task.update(dict(strides=(1, 2, 3, 4, 5), temporal_jitter=True, short_side_sizes=(112, 128, 144),
                           flip_prob=0.5))
+  config.task.patch_mask = ml_collections.ConfigDict(dict(
+      num_rois=3, scales=(16, 24, 28, 32, 48, 64), ratios=(0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0), scale_jitter=0.18,
+      key_frame_probs=(0.5, 0.3, 0.2), loc_velocity=3.0, size_velocity=0.025, label_prob=0.8))
   if demo:
     config.task.update(dict(short_side_sizes=(64, 72, 80), strides=(1, 2, 3)))
+    # Patch sizes and speeds scaled with the 64 px crop (the originals are for 112 px).
+    config.task.patch_mask.update(dict(scales=(9, 14, 16, 18, 27, 36), loc_velocity=1.7))
 
 
 def _vcop_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
@@ -179,7 +189,7 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       partitions=ml_collections.ConfigDict(dict(dir="", scheme="iid", seed=0, alpha=0.5)),
   ))
   if demo:
-    fed.update(dict(num_clients=3, num_rounds=4, fraction_train=1.0, min_train_nodes=2, local_epochs=2,
+    fed.update(dict(num_clients=3, num_rounds=3, fraction_train=1.0, min_train_nodes=2, local_epochs=2,
                     round_timeout_s=1800.0))
     fed.client_resources.update(dict(num_cpus=1, num_gpus=0.0))
   return fed
@@ -197,7 +207,10 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
   config.data.with_flow = True
   config.flow = ml_collections.ConfigDict(dict(
       extract_missing=demo,  # make missing flow videos before training (always on for the synthetic demo)
-      short_side=256, fast=False, workers=0,
+      short_side=256,        # GOCA computed flow at 256 px
+      workers=0,             # 0 = every core
+      # Dual TV-L1 (OpenCV's defaults; other fields of input_pipeline.flow.TVL1Params keep their defaults too).
+      tvl1=ml_collections.ConfigDict(dict(nscales=5, warps=5, inner_iterations=30, outer_iterations=10)),
   ))
   config.model = ml_collections.ConfigDict(dict(
       arch="r2plus1d_18",
@@ -224,24 +237,21 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
       trust=0.001))
   config.knn = knn_config()
   config.knn.enabled = demo
-  config.log_every = 20
-  config.checkpoint_every = 1000
-  config.keep_checkpoints = 3
-  config.max_steps_this_run = -1
-  config.compilation_cache_dir = ""
-  config.matmul_precision = ""
+  add_run_settings(config, log_every=20)
   if demo:
     config.data.num_workers = 1
-    config.flow.update(dict(short_side=None, fast=True, workers=2))
+    # A coarse single-scale TV-L1 at 48 px keeps the first demo run's flow extraction to about a minute.
+    config.flow.update(dict(short_side=48, workers=2))
+    config.flow.tvl1.update(dict(nscales=1, warps=1, inner_iterations=10, outer_iterations=2))
     config.model.backbone_kwargs.width_multiplier = 0.125
     config.model.update(dict(num_prototypes=64, embed_dim=32, hidden_dim=128, prototype_steps=300))
-    config.views.update(dict(clip_lens=(16, 8), stride=1, min_start_distance=8, crop_size=64,
-                             short_side_range=(64, 80)))
-    config.batch_size = 16
-    config.num_epochs = 4
-    config.optim.update(dict(base_lr=0.05, start_warmup=0.02, final_lr=0.001, warmup_epochs=0.5))
+    config.views.update(dict(clip_lens=(8, 4), num_clips=(2, 4), stride=2, min_start_distance=8, crop_size=48,
+                             short_side_range=(48, 56)))
+    config.batch_size = 8
+    config.num_epochs = 2
+    config.optim.update(dict(base_lr=0.05, start_warmup=0.02, final_lr=0.001, warmup_epochs=0.3))
     config.goca.update(dict(epsilon=0.05, epsilon2=0.03))
-    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, three_crop=False,
+    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=48, crop_size=48, three_crop=False,
                       batch_size=16)
     config.log_every = 5
     config.checkpoint_every = 50

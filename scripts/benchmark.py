@@ -59,21 +59,21 @@ def bench_jax(batch: int, frames: int, size: int, steps: int, warmup: int, dtype
 
   step = state_lib.make_train_step(graphdef, tx, loss_fn, mesh)
   rng = np.random.default_rng(0)
-  batch = mesh_lib.put_batch({"video": rng.normal(size=(batch, frames, size, size, 3)).astype(np.float32),
+  clips = mesh_lib.put_batch({"video": rng.normal(size=(batch, frames, size, size, 3)).astype(np.float32),
                               "label": rng.integers(0, 400, size=(batch,)).astype(np.int32)}, mesh)
   key = jax.random.key(0)
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch, key).compile()
+  compiled = step.lower(state, clips, key).compile()
   compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0)) if cost else 0.0
   for _ in range(warmup):
-    state, m = step(state, batch, key)
+    state, m = step(state, clips, key)
   jax.block_until_ready(m["loss"])
   t0 = time.perf_counter()
   for _ in range(steps):
-    state, m = step(state, batch, key)
+    state, m = step(state, clips, key)
   jax.block_until_ready(m["loss"])
   dt = (time.perf_counter() - t0) / steps
   return {"impl": f"fedvssl_jax {arch} (jax.jit)", "dtype": dtype, "steps_per_s": 1.0 / dt,

@@ -9,6 +9,7 @@ and, when `config.knn.enabled`, evaluate kNN retrieval of the two-stream feature
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -56,7 +57,7 @@ def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplit
   for videos_dir in sorted(roots):
     out_dir = os.path.join(os.path.dirname(videos_dir), "videos_flow")
     print(f"extracting optical flow: {videos_dir} -> {out_dir}", flush=True)
-    params = flow_lib.FAST_TVL1 if config.flow.fast else flow_lib.DEFAULT_TVL1
+    params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **config.flow.tvl1.to_dict())
     short_side = config.flow.short_side or None
     report = flow_lib.extract_flow_folder(videos_dir, out_dir, short_side=short_side,
                                           workers=config.flow.workers or None, params=params)

@@ -74,7 +74,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, lo
     (loss, (metrics, rest)), grads = jax.value_and_grad(compute, has_aux=True)(state.params, state.rest)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
     return state.replace(step=state.step + 1, params=params, rest=rest, opt_state=opt_state), metrics
 
   repl = mesh_lib.replicated(mesh)
