@@ -3,7 +3,7 @@
   python scripts/extract_features.py --checkpoint exported/r3d_18 --clips clips.npy --out feats.npy \
       [--layout ncthw|nthwc] [--batch-size 8]
 
-IN.npy holds [N, T, H, W, C] (nthwc, default) or [N, C, T, H, W] (ncthw) clips, already normalised as the model
+IN.npy holds [N, C, T, H, W] (ncthw, PyTorch's layout, the default) or [N, T, H, W, C] (nthwc) clips, normalised as the model
 expects; OUT.npy gets float32 [N, feature_dim].
 """
 
@@ -23,7 +23,8 @@ def main(argv=None) -> int:
   p.add_argument("--checkpoint", required=True, help="exported-backbone directory")
   p.add_argument("--clips", required=True, help="input .npy of clips")
   p.add_argument("--out", required=True, help="output .npy of float32 features")
-  p.add_argument("--layout", choices=("nthwc", "ncthw"), default="nthwc", help="layout of the clips")
+  p.add_argument("--layout", choices=("ncthw", "nthwc"), default="ncthw",
+                 help="layout of the clips: ncthw (PyTorch, the default) or nthwc")
   p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
   args = p.parse_args(argv)
 
