@@ -228,6 +228,8 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
   config.goca = ml_collections.ConfigDict(dict(
       assign_views=(0, 1), temperature=0.1, epsilon=0.02, epsilon2=0.03, sinkhorn_iters=3,
       use_prior=True, prior_start_epoch=0, prior_sign=1, divide_twice=False,
+      queue_length=0,          # SwAV queue of past embeddings (global rows; 0 = off, as GOCA's script)
+      epoch_queue_starts=10,   # the queue joins the Sinkhorn step from this epoch on (once it is full)
   ))
   config.batch_size = 640
   config.num_epochs = 500

@@ -21,9 +21,9 @@ class CheckpointError(RuntimeError):
 
 
 def _grain_args():
-  import grain  # local import: grain is heavy and not every caller has an iterator
+  from input_pipeline import pipeline  # local import: grain is heavy and not every caller has an iterator
 
-  return grain.checkpoint.CheckpointSave, grain.checkpoint.CheckpointRestore
+  return pipeline.iterator_save_args, pipeline.iterator_restore_args
 
 
 class Checkpointer:

@@ -97,18 +97,42 @@ def view_keys(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
   return goca_data.view_keys(lens, "rgb"), goca_data.view_keys(lens, "flow")
 
 
-def make_loss_fn(config: ml_collections.ConfigDict, use_prior: bool):
-  """`loss_fn(model, batch, rng)` of GOCA (Sinkhorn in float32, no gradient through the codes)."""
+class SwAVQueue(nnx.Variable):
+  """Embeddings of past assigned views [2 streams, |assign_views|, L, d] (not trained, not exchanged)."""
+
+
+def add_queue(model: GOCAModel, config: ml_collections.ConfigDict) -> None:
+  """Gives `model` an empty SwAV queue when `config.goca.queue_length` > 0 (the train state then carries it)."""
+  length = int(config.goca.get("queue_length", 0))
+  if length > 0:
+    if length % config.batch_size:
+      raise ConfigError(f"config.goca.queue_length={length} must be a multiple of config.batch_size="
+                        f"{config.batch_size}")
+    model.queue = SwAVQueue(goca_losses.init_queue(length, len(config.goca.assign_views), config.model.embed_dim))
+
+
+def make_loss_fn(config: ml_collections.ConfigDict, use_prior: bool, use_queue: bool = False):
+  """`loss_fn(model, batch, rng)` of GOCA (Sinkhorn in float32, no gradient through the codes).
+
+  With a queue on the model, every step pushes the assigned views' embeddings into it; `use_queue` also prepends the
+  queued embeddings' scores to the Sinkhorn input (SwAV), once the queue is full.
+  """
   g = config.goca
   rgb_keys, flow_keys = view_keys(config)
 
   def loss_fn(model, batch, rng):
     del rng
     out = model([batch[k] for k in rgb_keys], [batch[k] for k in flow_keys])
+    queue = model.queue[...] if hasattr(model, "queue") else None
+    queued_scores = None
+    if use_queue and queue is not None:
+      queued_scores = goca_losses.queue_scores(queue, prototypes_lib.normalize_rows(model.prototypes[...]))
     loss, metrics = goca_losses.goca_loss(
         out["scores_rgb"], out["scores_flow"], assign_views=tuple(g.assign_views), temperature=g.temperature,
         epsilon=g.epsilon, epsilon2=g.epsilon2, num_iters=g.sinkhorn_iters, use_prior=use_prior,
-        prior_sign=g.prior_sign, divide_twice=g.divide_twice)
+        prior_sign=g.prior_sign, divide_twice=g.divide_twice, queue=queued_scores)
+    if queue is not None:
+      model.queue[...] = goca_losses.update_queue(queue, out["z_rgb"], out["z_flow"], tuple(g.assign_views))
     if config.model.learn_prototypes and config.model.separation_weight:
       sep = prototypes_lib.separation_loss(model.prototypes[...])
       metrics = dict(metrics, separation=sep)
@@ -184,6 +208,29 @@ def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: 
   return out
 
 
+def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, steps_per_epoch: int,
+                       total_steps: int):
+  """`step(state, batch, rng)` that picks the compiled variant for the step: the prior from
+  `goca.prior_start_epoch`, the queue from `goca.epoch_queue_starts` once it has been filled. Variants compile lazily.
+  """
+  g = config.goca
+  prior_from = int(g.prior_start_epoch * steps_per_epoch) if g.use_prior else total_steps + 1
+  length = int(g.get("queue_length", 0))
+  queue_from = (max(int(g.epoch_queue_starts * steps_per_epoch), -(-length // config.batch_size))
+                if length > 0 else total_steps + 1)
+  compiled = {}
+
+  def step(state, batch, rng):
+    n = int(jax.device_get(state.step))
+    key = (n >= prior_from, n >= queue_from)
+    if key not in compiled:
+      loss_fn = make_loss_fn(config, use_prior=key[0], use_queue=key[1])
+      compiled[key] = state_lib.make_train_step(graphdef, tx, loss_fn, mesh)
+    return compiled[key](state, batch, rng)
+
+  return step
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = mesh_lib.make_mesh(config.get("mesh"))
   mesh_lib.check_batch_size(config.batch_size, mesh)
@@ -197,17 +244,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         f"batch {config.batch_size} on {mesh.devices.size} devices", flush=True)
 
   model = build_model(config, nnx.Rngs(config.seed))
+  add_queue(model, config)
   model.train()
   tx, schedule = make_tx(config, steps_per_epoch, total_steps)
   graphdef, state = state_lib.create_train_state(model, tx, mesh)
   del model
-  prior_from = int(config.goca.prior_start_epoch * steps_per_epoch) if config.goca.use_prior else total_steps + 1
-  plain_step = state_lib.make_train_step(graphdef, tx, make_loss_fn(config, use_prior=False), mesh)
-  prior_step = state_lib.make_train_step(graphdef, tx, make_loss_fn(config, use_prior=True), mesh)
-
-  def train_step(state, batch, rng):
-    step = prior_step if int(jax.device_get(state.step)) >= prior_from else plain_step
-    return step(state, batch, rng)
+  train_step = make_step_dispatch(config, graphdef, tx, mesh, steps_per_epoch, total_steps)
 
   rgb_keys, flow_keys = view_keys(config)
   train_ds = pipeline.make_train_dataset(
