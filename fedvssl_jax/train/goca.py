@@ -219,9 +219,13 @@ def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, st
   queue_from = (max(int(g.epoch_queue_starts * steps_per_epoch), -(-length // config.batch_size))
                 if length > 0 else total_steps + 1)
   compiled = {}
+  host_step = []  # the step number kept on the host, so the dispatch does not wait for the device each step
 
   def step(state, batch, rng):
-    n = int(jax.device_get(state.step))
+    if not host_step:
+      host_step.append(int(jax.device_get(state.step)))  # once: 0, or the step a resumed run restored
+    n = host_step[0]
+    host_step[0] += 1
     key = (n >= prior_from, n >= queue_from)
     if key not in compiled:
       loss_fn = make_loss_fn(config, use_prior=key[0], use_queue=key[1])
