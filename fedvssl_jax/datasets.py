@@ -50,11 +50,13 @@ def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
   if not splits.train:
     raise ConfigError(f"config.data: the {data.source} train split under {splits.root!r} is empty")
   if data.get("with_flow", False):
-    splits = dataclasses.replace(splits, train=_with_flow(splits.train, data), test=_with_flow(splits.test, data))
+    splits = dataclasses.replace(splits, train=with_flow_paths(splits.train, data),
+                                 test=with_flow_paths(splits.test, data))
   return splits
 
 
-def _with_flow(records: list[VideoRecord], data: ml_collections.ConfigDict) -> list[VideoRecord]:
+def with_flow_paths(records: list[VideoRecord], data: ml_collections.ConfigDict) -> list[VideoRecord]:
+  """The records with `flow_path` set: `data.flow_template`, or GOCA's videos/ -> videos_flow/ rule."""
   template = data.get("flow_template", "")
   out = []
   for r in records:

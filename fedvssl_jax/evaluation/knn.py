@@ -113,13 +113,21 @@ def backbone_view_features(backbone: nnx.Module, mesh, input_key: str = "video")
   return lambda batch: jitted(state, batch)
 
 
+def knn_retrieval(feature_fn: Callable[[dict[str, jax.Array]], jax.Array], splits, builder, mesh, batch_size: int,
+                  num_workers: int = 0, mean_center: bool = False, inputs: Sequence[str] = ("video",),
+                  desc: str = "knn") -> dict[str, float]:
+  """R@k of per-view features `feature_fn`: train split = gallery, test split = queries."""
+  args = dict(mesh=mesh, batch_size=batch_size, num_workers=num_workers, inputs=inputs)
+  g, gl = extract_video_features(feature_fn, splits.train, builder, desc=f"{desc} gallery", **args)
+  q, ql = extract_video_features(feature_fn, splits.test, builder, desc=f"{desc} queries", **args)
+  return recall_at_k(q, ql, g, gl, mean_center=mean_center)
+
+
 def knn_of_backbone(backbone: nnx.Module, splits, builder, mesh, batch_size: int, num_workers: int = 0,
                     mean_center: bool = False, desc: str = "knn") -> dict[str, float]:
-  """R@k of a single-stream backbone: train split = gallery, test split = queries."""
-  fn = backbone_view_features(backbone, mesh)
-  g, gl = extract_video_features(fn, splits.train, builder, mesh, batch_size, num_workers, desc=f"{desc} gallery")
-  q, ql = extract_video_features(fn, splits.test, builder, mesh, batch_size, num_workers, desc=f"{desc} queries")
-  return recall_at_k(q, ql, g, gl, mean_center=mean_center)
+  """R@k of a single-stream backbone (`knn_retrieval` of its pooled features)."""
+  return knn_retrieval(backbone_view_features(backbone, mesh), splits, builder, mesh, batch_size, num_workers,
+                       mean_center, desc=desc)
 
 
 def knn_test_builder(knn: ml_collections.ConfigDict, with_flow: bool = False):

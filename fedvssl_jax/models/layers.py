@@ -247,3 +247,10 @@ def check_input(x: jax.Array, in_channels: int, name: str) -> None:
     raise ValueError(f"{name} expects NTHWC input [N, T, H, W, {in_channels}], got shape {tuple(x.shape)}")
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"{name} expects floating point input, got {x.dtype}")
+
+
+def backbone_output(fmap: jax.Array, output: str, pool_size) -> jax.Array:
+  """A backbone's result from its final feature map: the map itself (`output="feature_map"`) or pooled float32."""
+  if output == "feature_map":
+    return fmap
+  return pool_features(fmap, pool_size)

@@ -243,10 +243,7 @@ class VideoResNet(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """NTHWC clip -> pooled float32 [N, feature_dim] or feature map, according to `output`."""
-    fmap = self.features(x)
-    if self.output == "feature_map":
-      return fmap
-    return layers.pool_features(fmap, self.pool_size)
+    return layers.backbone_output(self.features(x), self.output, self.pool_size)
 
 
 def r3d_18(*, rngs: nnx.Rngs, **kwargs) -> VideoResNet:

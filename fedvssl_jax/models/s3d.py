@@ -156,10 +156,7 @@ class S3D(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """NTHWC clip -> pooled float32 [N, feature_dim] or the feature map, according to `output`."""
-    fmap = self.features(x)
-    if self.output == "feature_map":
-      return fmap
-    return layers.pool_features(fmap, self.pool_size)
+    return layers.backbone_output(self.features(x), self.output, self.pool_size)
 
 
 def s3d(*, rngs: nnx.Rngs, **kwargs) -> S3D:

@@ -20,12 +20,6 @@ class CheckpointError(RuntimeError):
   """A checkpoint exists but cannot be restored."""
 
 
-def _grain_args():
-  from input_pipeline import pipeline  # local import: grain is heavy and not every caller has an iterator
-
-  return pipeline.iterator_save_args, pipeline.iterator_restore_args
-
-
 class Checkpointer:
   """Saves every `save_every` steps (and on `force`), keeps `max_to_keep`, restores the latest.
 
@@ -60,7 +54,9 @@ class Checkpointer:
     if data_iterator is not None:
       if not os.path.isdir(os.path.join(path, "data")):
         raise CheckpointError(f"checkpoint {path} has no data iterator state; it was written by another kind of run")
-      args["data"] = _grain_args()[1](data_iterator)
+      from input_pipeline import pipeline  # local import: grain is heavy, not every caller has an iterator
+
+      args["data"] = pipeline.iterator_restore_args(data_iterator)
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # noqa: BLE001 - re-raised with the path
@@ -80,7 +76,9 @@ class Checkpointer:
       return False
     args = {"state": ocp.args.StandardSave(state)}
     if data_iterator is not None:
-      args["data"] = _grain_args()[0](data_iterator)
+      from input_pipeline import pipeline
+
+      args["data"] = pipeline.iterator_save_args(data_iterator)
     if config is not None:
       args["config"] = ocp.args.JsonSave(json.loads(config.to_json_best_effort()))
     return self.manager.save(step, args=ocp.args.Composite(**args), force=True)

@@ -21,7 +21,7 @@ from fedvssl_jax.train import mesh as mesh_lib
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   from fedvssl_jax.federated import server_state, simulation
-  from fedvssl_jax.train.local import flat_into_state
+  from fedvssl_jax.train.local import load_flat_into_model
 
   if config.get("pretrain_runner", "pretext") == "goca":
     from fedvssl_jax.train import goca as goca_trainer
@@ -36,9 +36,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if config.get("pretrain_runner", "pretext") == "goca":
     from fedvssl_jax.train import goca as goca_trainer
 
-    model = goca_trainer.build_model(config, nnx.Rngs(config.seed))
-    state = flat_into_state(nnx.state(model, state_lib.WEIGHTS), final_arrays)
-    nnx.update(model, state)
+    model = load_flat_into_model(goca_trainer.build_model(config, nnx.Rngs(config.seed)), final_arrays)
     results.update(goca_trainer.export_and_evaluate(config, workdir, model))
   else:
     from fedvssl_jax.pretext import PRETEXT_TASKS
@@ -46,8 +44,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     model = PRETEXT_TASKS.get(config.task.name).make_model(pretext.task_model_config(config),
                                                            rngs=nnx.Rngs(config.seed))
-    state = flat_into_state(nnx.state(model, state_lib.WEIGHTS), final_arrays)
-    nnx.update(model, state)
+    load_flat_into_model(model, final_arrays)
     export_dir = pretext.export_backbone(config, workdir, state_lib.module_weights(model.backbone))
     results["export"] = export_dir
     if config.knn.enabled:

@@ -179,13 +179,10 @@ def two_stream_view_features(model: GOCAModel, mesh):
 
 
 def knn_two_stream(model: GOCAModel, config, splits, mesh, desc: str) -> dict[str, float]:
-  fn = two_stream_view_features(model, mesh)
-  builder = knn_lib.knn_test_builder(config.knn, with_flow=True)
-  args = dict(mesh=mesh, batch_size=config.knn.batch_size, num_workers=config.data.num_workers,
-              inputs=("video", "flow"))
-  g, gl = knn_lib.extract_video_features(fn, splits.train, builder, desc=f"{desc} gallery", **args)
-  q, ql = knn_lib.extract_video_features(fn, splits.test, builder, desc=f"{desc} queries", **args)
-  return knn_lib.recall_at_k(q, ql, g, gl, mean_center=config.knn.mean_center)
+  """R@k of the average of the two streams' features (flow clips at the same frames as the RGB ones)."""
+  return knn_lib.knn_retrieval(two_stream_view_features(model, mesh), splits,
+                               knn_lib.knn_test_builder(config.knn, with_flow=True), mesh, config.knn.batch_size,
+                               config.data.num_workers, config.knn.mean_center, inputs=("video", "flow"), desc=desc)
 
 
 def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel,

@@ -57,6 +57,12 @@ def flat_into_state(state: nnx.State, flat: dict[str, np.ndarray]) -> nnx.State:
   return state
 
 
+def load_flat_into_model(model: nnx.Module, flat: dict[str, np.ndarray]) -> nnx.Module:
+  """Fills `model`'s parameters and BatchNorm statistics from a flat dict (e.g. a federated global model)."""
+  nnx.update(model, flat_into_state(nnx.state(model, state_lib.WEIGHTS), flat))
+  return model
+
+
 def client_records(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits,
                    partition_id: int) -> list[annotations.VideoRecord]:
   """The training videos of client `partition_id` (0-based) per `config.federated.partitions`."""
@@ -71,7 +77,7 @@ def client_records(config: ml_collections.ConfigDict, splits: datasets.DatasetSp
     template = config.data.path_template or "{name}"
     records = annotations.load_annotations(path, splits.root or None, path_template=template)
     if config.data.get("with_flow", False):
-      records = datasets._with_flow(records, config.data)  # noqa: SLF001 - the same rule as the run's splits
+      records = datasets.with_flow_paths(records, config.data)
     return records
   from input_pipeline import partition
 
