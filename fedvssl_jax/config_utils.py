@@ -208,6 +208,7 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
   config.flow = ml_collections.ConfigDict(dict(
       extract_missing=demo,  # make missing flow videos before training (always on for the synthetic demo)
       short_side=256,        # GOCA computed flow at 256 px
+      bound=20.0,            # +-px range of the 8-bit flow encoding (GOCA: 20 at 256 px)
       workers=0,             # 0 = every core
       # Dual TV-L1 (OpenCV's defaults; other fields of input_pipeline.flow.TVL1Params keep their defaults too).
       tvl1=ml_collections.ConfigDict(dict(nscales=5, warps=5, inner_iterations=30, outer_iterations=10)),
@@ -229,7 +230,7 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
       assign_views=(0, 1), temperature=0.1, epsilon=0.02, epsilon2=0.03, sinkhorn_iters=3,
       use_prior=True, prior_start_epoch=0, prior_sign=1, divide_twice=False,
       queue_length=0,          # SwAV queue of past embeddings (global rows; 0 = off, as GOCA's script)
-      epoch_queue_starts=10,   # the queue joins the Sinkhorn step from this epoch on (once it is full)
+      epoch_queue_starts=10.0,  # the queue joins the Sinkhorn step from this epoch on (once it is full)
   ))
   config.batch_size = 640
   config.num_epochs = 500
@@ -243,18 +244,181 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
   if demo:
     config.data.num_workers = 1
     # A coarse single-scale TV-L1 at 48 px keeps the first demo run's flow extraction to about a minute.
-    config.flow.update(dict(short_side=48, workers=2))
+    # The bound scaled with the frame size (20 px at 256 -> 3.75 at 48), a little tighter so that the synthetic
+    # videos' slowest motions (~0.3 px per frame at 48 px) span ~13 of the 256 levels instead of ~2.
+    config.flow.update(dict(short_side=48, workers=2, bound=3.0))
     config.flow.tvl1.update(dict(nscales=1, warps=1, inner_iterations=10, outer_iterations=2))
     config.model.backbone_kwargs.width_multiplier = 0.125
     config.model.update(dict(num_prototypes=64, embed_dim=32, hidden_dim=128, prototype_steps=300))
-    config.views.update(dict(clip_lens=(8, 4), num_clips=(2, 4), stride=2, min_start_distance=8, crop_size=48,
+    config.views.update(dict(clip_lens=(8, 4), num_clips=(2, 2), stride=2, min_start_distance=8, crop_size=48,
                              short_side_range=(48, 56)))
     config.batch_size = 8
     config.num_epochs = 2
-    config.optim.update(dict(base_lr=0.05, start_warmup=0.02, final_lr=0.001, warmup_epochs=0.3))
-    config.goca.update(dict(epsilon=0.05, epsilon2=0.03))
+    # 74 steps instead of ~10^5: LARC's per-step relative update (lr x trust) is raised 10x, and a queue of the last
+    # 96 embeddings (12 batches) joins the Sinkhorn step after 0.3 epochs so that 8-clip batches are not split over
+    # 64 prototypes on their own (SwAV's remedy for small batches).
+    config.optim.update(dict(base_lr=0.05, start_warmup=0.02, final_lr=0.001, warmup_epochs=0.3, trust=0.01))
+    config.goca.update(dict(epsilon=0.05, epsilon2=0.03, queue_length=96, epoch_queue_starts=0.3))
     config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=48, crop_size=48, three_crop=False,
                       batch_size=16)
     config.log_every = 5
     config.checkpoint_every = 50
+  return config
+
+
+# ------------------------------------------------------------------------------------ supervised and evaluation
+
+NUM_CLASSES = {"ucf101": 101, "hmdb51": 51, "kinetics400": 400}
+EVAL_DATASETS = ("ucf101", "hmdb51")
+
+
+def _check_choice(key: str, value: Any, choices) -> None:
+  if value not in choices:
+    raise ValueError(f"config variant {key}={value!r}: expected one of {', '.join(map(str, choices))}")
+
+
+def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collections.ConfigDict:
+  """Supervised training / fine-tuning (the TSN recipe of CtP and FedVSSL, `runner = "supervised"`).
+
+  R3D-18 -> pooled feature -> dropout 0.5 -> fc; one 16-frame clip at stride 2, random short side {112,128,144}, crop
+  112, flip, colour jitter; SGD lr 0.01, momentum 0.9, weight decay 5e-4, clip 40; 150 epochs with x0.1 steps at 60
+  and 120; test on 10 uniform clips (centre crop 112 of short side 128), logits averaged, top-1 / top-5 / mean class.
+  `demo`: the synthetic videos, R3D at width 1/8, 8-frame 64 px clips, a few minutes on 2 CPU cores.
+  """
+  config = ml_collections.ConfigDict()
+  config.runner = "supervised"
+  config.seed = 0
+  config.mesh = [("data", -1)]
+
+  config.data = data_config("synthetic" if demo else dataset)
+  config.model = ml_collections.ConfigDict(dict(
+      arch="r3d_18",
+      backbone_kwargs=ml_collections.ConfigDict(dict(width_multiplier=1.0, bn_epsilon=1e-3)),
+      num_classes=NUM_CLASSES.get(dataset, 101),
+      dropout=0.5,
+  ))
+  # Initial weights: an exported backbone directory (ours, an imported torchvision / FedVSSL one), or "" = random.
+  config.init = ml_collections.ConfigDict(dict(backbone_checkpoint=""))
+
+  config.train = ml_collections.ConfigDict(dict(
+      clip_len=16, stride=2, crop_size=112, short_side_sizes=(112, 128, 144), flip_p=0.35,
+      jitter=(0.125, 0.2, 0.2, 0.05, 0.2),  # brightness (+-32/255), contrast, saturation, hue, probability
+  ))
+  config.test = ml_collections.ConfigDict(dict(
+      clip_len=16, stride=2, num_clips=10, short_side=128, crop_size=112, three_crop=False, batch_size=8,
+  ))
+  config.batch_size = 32  # global
+  config.num_epochs = 150
+  config.num_steps = -1   # > 0 overrides num_epochs
+  config.optim = ml_collections.ConfigDict(dict(
+      name="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4, grad_clip_norm=40.0,
+      schedule="step", step_epochs=(60, 120), step_factor=0.1,
+      warmup_epochs=0.0, warmup_start_lr=0.0, final_lr=0.0,
+  ))
+  add_run_settings(config, log_every=20)
+
+  if demo:
+    config.data.synthetic_preset = "demo"
+    config.data.num_workers = 1
+    config.model.backbone_kwargs.width_multiplier = 0.125
+    config.model.num_classes = -1  # taken from the dataset
+    config.train.update(clip_len=8, stride=2, crop_size=64, short_side_sizes=(64, 72, 80))
+    config.test.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
+    config.batch_size = 16
+    config.num_epochs = 3
+    config.optim.update(lr=0.05, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
+    config.log_every = 5
+    config.checkpoint_every = 20
+  return config
+
+
+def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str = "") -> ml_collections.ConfigDict:
+  """Fine-tuning a pretrained backbone on UCF-101 / HMDB-51 (FedVSSL / CtP, fedvssl.md section 5).
+
+  The supervised recipe (`supervised_config`) with `config.init.backbone_checkpoint` = `init`: an exported-backbone
+  directory (ours, or made by scripts/import_torch_weights.py / scripts/import_fedvssl_checkpoint.py). The loaded
+  backbone keeps the architecture recorded with it; the fc is always fresh (`num_classes` of the dataset).
+
+  Args:
+    dataset: "ucf101" or "hmdb51".
+    demo: the synthetic videos at demo size instead (as `supervised_config(demo=True)`).
+    split: official split 1, 2 or 3 (the papers report split 1).
+    init: the backbone checkpoint ("" = random init, i.e. training from scratch).
+  """
+  _check_choice("dataset", dataset, EVAL_DATASETS)
+  _check_choice("split", split, (1, 2, 3))
+  config = supervised_config(dataset, demo)
+  config.data.split = split
+  config.init.backbone_checkpoint = init
+  return config
+
+
+def eval_config(runner: str, dataset: str = "ucf101", demo: bool = False, split: int = 1, init: str = "",
+                flow_init: str = "") -> ml_collections.ConfigDict:
+  """The shared part of the frozen-backbone evaluations (`runner` "knn" or "linear_probe").
+
+  `config.init.backbone_checkpoint` is the exported backbone to evaluate; `config.init.flow_backbone_checkpoint`
+  (optional) a second, flow stream (GOCA's `export/flow_backbone`): each view's feature is then the average of the
+  two streams' pooled features (GOCA's `Avg`), and the flow videos are read beside the RGB ones
+  (`config.data.flow_template`, default videos/ -> videos_flow/). Features are written to
+  `<workdir>/features_{train,test}.npz`; `config.features_dir` reads them from an earlier run instead.
+  """
+  _check_choice("dataset", dataset, EVAL_DATASETS + ("json", "synthetic"))
+  _check_choice("split", split, (1, 2, 3))
+  demo = demo or dataset == "synthetic"
+  config = ml_collections.ConfigDict()
+  config.runner = runner
+  config.seed = 0
+  config.mesh = [("data", -1)]
+  config.data = data_config("synthetic" if demo else dataset)
+  config.data.split = split
+  config.init = ml_collections.ConfigDict(dict(backbone_checkpoint=init, flow_backbone_checkpoint=flow_init))
+  config.features_dir = ""  # a workdir holding features_{train,test}.npz to reuse (no backbone is run then)
+  config.compilation_cache_dir = ""
+  config.matmul_precision = ""
+  if demo:
+    config.data.synthetic_preset = "demo"
+    config.data.num_workers = 1
+  return config
+
+
+def knn_eval_config(dataset: str = "ucf101", demo: bool = False, split: int = 1, init: str = "",
+                    flow_init: str = "") -> ml_collections.ConfigDict:
+  """kNN retrieval of a frozen exported backbone (`runner = "knn"`, fedvssl_jax/evaluation/knn.py).
+
+  Protocol (VCOP / CtP / FedVSSL; GOCA's with 5 clips): 10 uniform 16-frame clips at stride 2 x 3 crops of 112 after
+  resizing the short side to 112; each view's pooled feature L2-normalised, views averaged; cosine similarity, train
+  split = gallery, test split = queries; R@1/5/10/20/50. `config.knn.mean_center` subtracts the gallery mean (CoCLR).
+  """
+  config = eval_config("knn", dataset, demo, split, init, flow_init)
+  config.knn = knn_config(batch_size=8)
+  config.knn.num_clips = 10
+  del config.knn["enabled"]  # the runner always evaluates; the data is config.data
+  del config.knn["data"]
+  if config.data.source == "synthetic":
+    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, three_crop=False,
+                      batch_size=16)
+  return config
+
+
+def linear_probe_config(dataset: str = "ucf101", demo: bool = False, split: int = 1, init: str = "",
+                        flow_init: str = "") -> ml_collections.ConfigDict:
+  """Linear probe of a frozen exported backbone (`runner = "linear_probe"`, evaluation/linear_probe.py).
+
+  Features: 10 uniform 16-frame clips at stride 2 per video, centre crop 112 of short side 128 (the fine-tuning test
+  views; `three_crop=True` adds left / right crops), each view L2-normalised, views averaged. Classifier: multinomial
+  logistic regression on the standardised train-split features, Adam with a cosine schedule, L2 penalty on the
+  weights, a fixed number of epochs; top-1 / top-5 / mean-class accuracy on the test split.
+  """
+  config = eval_config("linear_probe", dataset, demo, split, init, flow_init)
+  config.features = ml_collections.ConfigDict(dict(
+      clip_len=16, stride=2, num_clips=10, short_side=128, crop_size=112, three_crop=False, batch_size=8))
+  config.probe = ml_collections.ConfigDict(dict(
+      epochs=100, batch_size=256,  # batch_size <= 0: full batch
+      optimizer="adam",            # adam | sgd (momentum 0.9)
+      lr=1e-3, weight_decay=1e-4,  # L2 penalty 0.5 * weight_decay * |W|^2 (not on the bias)
+      standardize=True, seed=0))
+  if config.data.source == "synthetic":
+    config.features.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
+    config.probe.lr = 0.01  # 300 training videos: about 2 steps per epoch
   return config

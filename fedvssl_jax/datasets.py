@@ -192,7 +192,7 @@ def synthetic_videos(data: ml_collections.ConfigDict) -> DatasetSplits:
   from input_pipeline import synthetic
 
   root = synthetic_cache_dir(data)
-  synthetic.ensure_dataset(root, data.get("synthetic_preset", "demo"))
+  synthetic.ensure_dataset(root, data.get("synthetic_preset", "demo"), progress=True)
   ann = os.path.join(root, "annotations")
   template = data.path_template or "videos/{name}.mp4"
   train = annotations.load_annotations(os.path.join(ann, "train.json"), root, path_template=template)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import glob
+import json
 import multiprocessing
 import os
 import sys
@@ -198,12 +199,14 @@ def _output_size(h: int, w: int, short_side: Optional[int]) -> tuple[int, int]:
   return nh, nw
 
 
-def video_flow(frames_gray: Sequence[np.ndarray], params: TVL1Params = DEFAULT_TVL1) -> np.ndarray:
+def video_flow(frames_gray: Sequence[np.ndarray], params: TVL1Params = DEFAULT_TVL1,
+               bound: float = FLOW_BOUND) -> np.ndarray:
   """Encoded flow frames of a whole video, aligned to the RGB frames (see the module doc).
 
   Args:
     frames_gray: N uint8 [H, W] grayscale frames.
     params: TV-L1 parameters.
+    bound: flow clipped to +-bound px before the 8-bit encoding (GOCA: 20 px at short side 256).
 
   Returns:
     uint8 [N, H, W, 3] (128, v, u): frame i = encode(TVL1(gray[i], gray[i+1])), the last repeats frame N-2.
@@ -214,10 +217,10 @@ def video_flow(frames_gray: Sequence[np.ndarray], params: TVL1Params = DEFAULT_T
   h, w = frames_gray[0].shape[:2]
   out = np.empty((n, h, w, 3), np.uint8)
   if n == 1:
-    out[0] = encode_flow(np.zeros((h, w, 2), np.float32))
+    out[0] = encode_flow(np.zeros((h, w, 2), np.float32), bound)
     return out
   for i in range(n - 1):
-    out[i] = encode_flow(tvl1_flow(frames_gray[i], frames_gray[i + 1], params))
+    out[i] = encode_flow(tvl1_flow(frames_gray[i], frames_gray[i + 1], params), bound)
   out[n - 1] = out[n - 2]
   return out
 
@@ -229,7 +232,8 @@ def _partial_path(dst_path: str) -> str:
 
 
 def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] = 256,
-                       params: TVL1Params = DEFAULT_TVL1, crf: int = 8, max_frames: Optional[int] = None) -> int:
+                       params: TVL1Params = DEFAULT_TVL1, crf: int = 8, max_frames: Optional[int] = None,
+                       bound: float = FLOW_BOUND) -> int:
   """Computes the TV-L1 flow video of one RGB video and writes it as an H.264 mp4.
 
   Args:
@@ -241,6 +245,8 @@ def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] =
     params: TV-L1 parameters.
     crf: x264 CRF of the flow video (low = high quality; 8 keeps the quantised flow within ~1 level).
     max_frames: optional cap on the number of frames (demo); None = all.
+    bound: clipping bound of the encoding in px at the output size (GOCA: 20 at 256; scale it with `short_side`
+      so that the same motion fills the same share of the 8-bit range).
 
   Returns:
     The number of frames written (= the source's frame count, or `max_frames`).
@@ -261,7 +267,7 @@ def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] =
       if rgb.shape[:2] != size:
         rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
       grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-  flow = video_flow(grays, params)
+  flow = video_flow(grays, params, bound)
   os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)
   tmp = _partial_path(dst_path)
   try:
@@ -304,7 +310,7 @@ def _worker_init() -> None:
 
 def _worker(job: tuple) -> tuple[str, str, Optional[str], int]:
   """(rel, status, error, frames) for one video; status in {"done", "skipped", "failed"}."""
-  rel, src, dst, short_side, params, crf, max_frames, overwrite = job
+  rel, src, dst, short_side, params, crf, max_frames, overwrite, bound = job
   try:
     if not overwrite and is_complete(src, dst, max_frames):
       return rel, "skipped", None, 0
@@ -314,7 +320,7 @@ def _worker(job: tuple) -> tuple[str, str, Optional[str], int]:
         os.remove(stale)
       except OSError:
         pass
-    frames = extract_video_flow(src, dst, short_side, params, crf, max_frames)
+    frames = extract_video_flow(src, dst, short_side, params, crf, max_frames, bound)
     return rel, "done", None, frames
   except Exception as e:  # noqa: BLE001 - reported per video, the folder run goes on
     msg = f"{type(e).__name__}: {e}"
@@ -323,11 +329,31 @@ def _worker(job: tuple) -> tuple[str, str, Optional[str], int]:
     return rel, "failed", msg, 0
 
 
+PARAMS_FILE = "flow_params.json"
+
+
+def flow_settings(short_side: Optional[int], params: TVL1Params, bound: float, crf: int,
+                  max_frames: Optional[int]) -> dict:
+  """The settings a flow folder was made with, as recorded in `<out_dir>/flow_params.json`."""
+  return {"short_side": short_side, "bound": float(bound), "crf": int(crf), "max_frames": max_frames,
+          "tvl1": dataclasses.asdict(params)}
+
+
+def read_flow_settings(out_dir: str) -> Optional[dict]:
+  """The recorded settings of a flow folder, or None (not made by `extract_flow_folder`, or made before it wrote
+  them)."""
+  path = os.path.join(out_dir, PARAMS_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int] = 256,
                         workers: Optional[int] = None, params: TVL1Params = DEFAULT_TVL1, crf: int = 8,
                         max_frames: Optional[int] = None, overwrite: bool = False,
                         exts: Sequence[str] = video_lib.VIDEO_EXTENSIONS,
-                        log_fn: Optional[Callable[[str], None]] = None) -> dict:
+                        log_fn: Optional[Callable[[str], None]] = None, bound: float = FLOW_BOUND) -> dict:
   """Flow videos for every video under `videos_dir`, mirrored under `out_dir` as `.mp4` (same relative path).
 
   Resumable: outputs that already exist with the right frame count are skipped (unless `overwrite`), and outputs
@@ -337,7 +363,7 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
   Args:
     videos_dir: root of the RGB videos.
     out_dir: root of the flow videos (e.g. `.../videos_flow` for `.../videos`).
-    short_side, params, crf, max_frames: see `extract_video_flow`.
+    short_side, params, crf, max_frames, bound: see `extract_video_flow`.
     workers: processes (default: every core; 0 or 1 = in this process).
     overwrite: recompute even complete outputs.
     exts: video extensions to pick up.
@@ -354,9 +380,17 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
   jobs = []
   for rel in rels:
     dst = os.path.join(out_dir, os.path.splitext(rel)[0] + ".mp4")
-    jobs.append((rel, os.path.join(videos_dir, rel), dst, short_side, params, crf, max_frames, overwrite))
+    jobs.append((rel, os.path.join(videos_dir, rel), dst, short_side, params, crf, max_frames, overwrite, bound))
   workers = (os.cpu_count() or 1) if workers is None else int(workers)
   summary = {"total": len(jobs), "done": 0, "skipped": 0, "failed": [], "seconds": 0.0}
+  settings = flow_settings(short_side, params, bound, crf, max_frames)
+  recorded = read_flow_settings(out_dir)
+  if recorded is not None and recorded != settings and not overwrite:
+    raise ValueError(f"{out_dir} holds flow made with other settings ({os.path.join(out_dir, PARAMS_FILE)}: "
+                     f"{recorded}; asked for {settings}): pass overwrite=True (--overwrite) or another output folder")
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, PARAMS_FILE), "w", encoding="utf-8") as f:
+    json.dump(settings, f, indent=2)
   log_fn(f"flow: {len(jobs)} videos in {videos_dir} -> {out_dir} (short side {short_side}, {max(workers, 1)} "
          f"worker(s), {params})")
   t0 = time.time()

@@ -27,7 +27,11 @@ def main(argv=None) -> int:
   parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
   parser.add_argument("--crf", type=int, default=8, help="x264 CRF of the flow videos (default 8, lower = better)")
   parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
-  parser.add_argument("--overwrite", action="store_true", help="recompute videos whose flow already exists")
+  parser.add_argument("--bound", type=float, default=flow.FLOW_BOUND,
+                      help="clip the flow to +-BOUND px before the 8-bit encoding (default 20, GOCA's at short side "
+                           "256; scale it with --short-side)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="recompute videos whose flow already exists (needed to change the settings of a folder)")
   parser.add_argument("--fast", action="store_true",
                       help="cheap TV-L1 setting for demos (2 scales, 2 warps, 10x3 iterations)")
   parser.add_argument("--nscales", type=int, default=None, help="TV-L1 pyramid scales (default 5)")
@@ -42,7 +46,7 @@ def main(argv=None) -> int:
   params = dataclasses.replace(params, **overrides)
   summary = flow.extract_flow_folder(args.videos, args.out, short_side=args.short_side or None,
                                      workers=args.workers, params=params, crf=args.crf, max_frames=args.max_frames,
-                                     overwrite=args.overwrite)
+                                     overwrite=args.overwrite, bound=args.bound)
   return 1 if summary["failed"] else 0
 
 

@@ -144,3 +144,23 @@ def test_folder_resume_and_script(tmp_path):
                        capture_output=True, text=True, timeout=120)
   assert res.returncode == 0, res.stderr
   assert "3 skipped" in res.stderr
+
+
+def test_bound_and_folder_settings_are_recorded(tmp_path):
+  videos = tmp_path / "videos"
+  video_lib.write_video(videos / "right.mp4", _moving_frames(5, 48, 48, 1, 0, seed=4), fps=10, crf=10)
+  out = tmp_path / "videos_flow"
+  quiet = dict(short_side=None, workers=1, params=flow.FAST_TVL1, log_fn=lambda _: None)
+  flow.extract_flow_folder(str(videos), str(out), bound=20.0, **quiet)
+  wide = video_lib.decode_frames(str(out / "right.mp4"), np.arange(4))[:, 6:-6, 6:-6, 2].astype(np.float32)
+  assert flow.read_flow_settings(str(out))["bound"] == 20.0
+  # Another bound on the same folder would mix two encodings: refused unless overwrite.
+  with pytest.raises(ValueError, match="flow_params.json"):
+    flow.extract_flow_folder(str(videos), str(out), bound=4.0, **quiet)
+  s = flow.extract_flow_folder(str(videos), str(out), bound=4.0, overwrite=True, **quiet)
+  assert s["done"] == 1 and flow.read_flow_settings(str(out))["bound"] == 4.0
+  tight = video_lib.decode_frames(str(out / "right.mp4"), np.arange(4))[:, 6:-6, 6:-6, 2].astype(np.float32)
+  # u of ~1 px per frame: ~6 levels above 128 at +-20 px, ~5x more at +-4 px; both decode to the same flow.
+  assert 3 < wide.mean() - 128 < 10 and tight.mean() - 128 > 4 * (wide.mean() - 128)
+  np.testing.assert_allclose(flow.decode_flow(np.stack([128 + 0 * tight, 0 * tight + 128, tight], -1), 4.0)[..., 0]
+                             .mean(), (wide.mean() - 127.5) * 40 / 255, atol=0.25)

@@ -7,7 +7,7 @@ config defaults for the in-process simulation. `run_server(grid, config, workdir
   for r in last_finished + 1 .. R:
     sample clients, send (global, {"server-round", "local-epochs", "mode"}), wait (round timeout)
     aggregate (strategy.FedVSSLStrategy), save the server state (atomic, waited for), log metrics
-  save <workdir>/final_global/
+  save <workdir>/final_global/ and export the backbone(s) to <workdir>/export/ (`train.federated.export_final_global`)
 
 Metrics per round go to stdout, TensorBoard (`<workdir>/tensorboard`, tags `federated/...`) and one JSON object per
 round in `<workdir>/federated_metrics.jsonl` (per-client loss, examples, time, weight, failures; global loss).
@@ -149,7 +149,13 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
       round_logger.close()
   final = server_state.save_final_global(workdir, global_arrays)
   print(f"[federated] done: {num_rounds} rounds, final global model in {final}", flush=True)
-  return {"rounds": num_rounds, "resumed_from": start_round, "final_global": final, "history": history,
+  from fedvssl_jax.train.federated import export_final_global
+
+  exported = export_final_global(config, workdir, global_arrays)
+  if exported:
+    print(f"[federated] exported backbone(s): {', '.join(exported.values())}", flush=True)
+  return {"rounds": num_rounds, "resumed_from": start_round, "final_global": final, "export": exported,
+          "history": history,
           "final_global_loss": history[-1]["global_loss"] if history else None,
           "num_arrays": len(global_arrays), "num_params": int(sum(np.size(v) for v in global_arrays.values()))}
 

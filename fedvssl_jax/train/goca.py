@@ -35,32 +35,59 @@ from input_pipeline import flow as flow_lib
 from input_pipeline import pipeline
 
 
-def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits) -> None:
-  """Makes missing flow videos (when `config.flow.extract_missing`), else checks they exist."""
-  records = splits.train + splits.test
-  missing = [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
-  if not missing:
-    return
-  if not config.flow.extract_missing:
-    raise ConfigError(
-        f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "
-        f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` or set "
-        "config.flow.extract_missing=True")
-  roots = set()
-  for r in missing:
+def _flow_roots(records) -> dict[str, str]:
+  """{videos dir: flow dir} of the records' flow paths, by GOCA's videos/ -> videos_flow/ rule."""
+  roots = {}
+  for r in records:
     parts = os.path.abspath(r.path).split(os.sep)
     if "videos" not in parts[:-1]:
       raise ConfigError(f"cannot place the flow video of {r.path} (no 'videos' folder): set config.data.flow_template "
                         "and make the flow videos with scripts/extract_flow.py")
     i = len(parts) - 2 - parts[:-1][::-1].index("videos")
-    roots.add(os.sep.join(parts[:i + 1]))
-  for videos_dir in sorted(roots):
-    out_dir = os.path.join(os.path.dirname(videos_dir), "videos_flow")
-    print(f"extracting optical flow: {videos_dir} -> {out_dir}", flush=True)
-    params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **config.flow.tvl1.to_dict())
-    short_side = config.flow.short_side or None
-    report = flow_lib.extract_flow_folder(videos_dir, out_dir, short_side=short_side,
-                                          workers=config.flow.workers or None, params=params)
+    videos_dir = os.sep.join(parts[:i + 1])
+    roots[videos_dir] = os.path.join(os.path.dirname(videos_dir), "videos_flow")
+  return roots
+
+
+def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits) -> None:
+  """Makes missing flow videos (when `config.flow.extract_missing`), else checks they exist.
+
+  With `extract_missing`, a flow folder recorded (`flow_params.json`) with other settings than `config.flow` (e.g. a
+  cached demo folder from an older release) is remade, so a run never mixes flow of two encodings.
+  """
+  records = splits.train + splits.test
+  missing = [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
+  f = config.flow
+  params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **f.tvl1.to_dict())
+  short_side = f.short_side or None
+  bound = float(f.get("bound", flow_lib.FLOW_BOUND))
+  crf = 8
+  if not f.extract_missing:
+    if missing:
+      raise ConfigError(
+          f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "
+          f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` or set "
+          "config.flow.extract_missing=True")
+    return
+  wanted = flow_lib.flow_settings(short_side, params, bound, crf, None)
+  stale = set()
+  if config.data.get("flow_template", ""):
+    roots = {}  # flow placed by a template: only the missing ones could be made, and there is nowhere to put them
+    if missing:
+      raise ConfigError(f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path} (config.data."
+                        "flow_template is set, so they are not made here): make them with scripts/extract_flow.py")
+  else:
+    roots = _flow_roots(missing)
+    for videos_dir, out_dir in _flow_roots(records).items():
+      recorded = flow_lib.read_flow_settings(out_dir)
+      if recorded is not None and recorded != wanted:
+        stale.add(videos_dir)
+        roots[videos_dir] = out_dir
+  for videos_dir, out_dir in sorted(roots.items()):
+    why = "settings changed, remaking" if videos_dir in stale else "missing"
+    print(f"extracting optical flow ({why}): {videos_dir} -> {out_dir}", flush=True)
+    report = flow_lib.extract_flow_folder(videos_dir, out_dir, short_side=short_side, workers=f.workers or None,
+                                          params=params, crf=crf, bound=bound, overwrite=videos_dir in stale)
     if report["failed"]:
       print(f"flow extraction failed for {len(report['failed'])} videos, e.g. {report['failed'][0]}", flush=True)
 
@@ -161,47 +188,53 @@ def make_tx(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps
   return tx, schedule
 
 
-def two_stream_view_features(model: GOCAModel, mesh):
-  """A jitted `batch -> [B, V, D]`: per view, the average of the RGB and flow backbone features (eval mode)."""
-  model.eval()
-  graphdef, state = nnx.split(model)
+def knn_two_stream(model: GOCAModel, config, splits, mesh, desc: str) -> dict[str, dict[str, float]]:
+  """R@k of the two-stream features (per view the average of the RGB and flow backbone features, GOCA's `Avg`; flow
+  clips at the same frames as the RGB ones) and of each stream alone, from one pass over the videos.
 
-  def fn(state, batch):
-    m = nnx.merge(graphdef, state)
-    rgb, flow = batch["video"], batch["flow"]
-    b, v = rgb.shape[:2]
-    feats = m.features(rgb.reshape((b * v,) + rgb.shape[2:]), flow.reshape((b * v,) + flow.shape[2:]))
-    return feats.reshape(b, v, -1).astype(jnp.float32)
-
-  jitted = jax.jit(fn, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)))
-  state = jax.device_put(state, mesh_lib.replicated(mesh))
-  return lambda batch: jitted(state, batch)
-
-
-def knn_two_stream(model: GOCAModel, config, splits, mesh, desc: str) -> dict[str, float]:
-  """R@k of the average of the two streams' features (flow clips at the same frames as the RGB ones)."""
-  return knn_lib.knn_retrieval(two_stream_view_features(model, mesh), splits,
-                               knn_lib.knn_test_builder(config.knn, with_flow=True), mesh, config.knn.batch_size,
-                               config.data.num_workers, config.knn.mean_center, inputs=("video", "flow"), desc=desc)
+  Returns:
+    {"rgb+flow": {"R@1": ..}, "rgb": {..}, "flow": {..}}.
+  """
+  feature_fn = knn_lib.stream_view_features((("video", model.backbone.rgb), ("flow", model.backbone.flow)), mesh,
+                                            per_stream=True)
+  builder = knn_lib.knn_test_builder(config.knn, with_flow=True)
+  args = dict(mesh=mesh, batch_size=config.knn.batch_size, num_workers=config.data.num_workers,
+              inputs=("video", "flow"))
+  g, gl = knn_lib.extract_video_features(feature_fn, splits.train, builder, desc=f"{desc} gallery", **args)
+  q, ql = knn_lib.extract_video_features(feature_fn, splits.test, builder, desc=f"{desc} queries", **args)
+  return {name: knn_lib.recall_at_k(q[:, i], ql, g[:, i], gl, mean_center=config.knn.mean_center)
+          for i, name in enumerate(("rgb+flow", "rgb", "flow"))}
 
 
-def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel,
-                        splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
-  """Exports both backbones and (if enabled) runs kNN of the trained and of a randomly initialised model."""
+def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel) -> dict[str, str]:
+  """Writes both backbones as exported checkpoints: {"rgb": <workdir>/export/backbone, "flow": .../flow_backbone}."""
   kwargs = {k: v for k, v in config.model.backbone_kwargs.to_dict().items() if k != "output"}
-  out: dict[str, Any] = {"export": {}}
+  out = {}
   for stream in ("rgb", "flow"):
     name = "backbone" if stream == "rgb" else "flow_backbone"
     path = os.path.join(workdir, "export", name)
     export.save_backbone(path, config.model.arch, kwargs, state_lib.module_weights(getattr(model.backbone, stream)))
-    out["export"][stream] = path
+    out[stream] = path
+  return out
+
+
+def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel,
+                        splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
+  """Exports both backbones and (if enabled) runs kNN of the trained and of a randomly initialised model.
+
+  `knn` holds the two-stream R@k (the protocol) of the pretrained and the random-init model; `knn_per_stream` each
+  stream's own R@k.
+  """
+  out: dict[str, Any] = {"export": export_backbones(config, workdir, model)}
   if config.knn.enabled:
     splits = splits or datasets.load_splits(config.data)
     ensure_flow(config, splits)
     mesh = mesh_lib.make_mesh(config.get("mesh"))
     random_model = build_model(config, nnx.Rngs(config.seed))
-    out["knn"] = {"pretrained": knn_two_stream(model, config, splits, mesh, "knn pretrained"),
-                  "random_init": knn_two_stream(random_model, config, splits, mesh, "knn random init")}
+    pretrained = knn_two_stream(model, config, splits, mesh, "knn pretrained")
+    random_init = knn_two_stream(random_model, config, splits, mesh, "knn random init")
+    out["knn"] = {"pretrained": pretrained.pop("rgb+flow"), "random_init": random_init.pop("rgb+flow")}
+    out["knn_per_stream"] = {"pretrained": pretrained, "random_init": random_init}
   return out
 
 

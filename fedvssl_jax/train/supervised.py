@@ -21,7 +21,7 @@ from flax import nnx
 
 from fedvssl_jax import datasets
 from fedvssl_jax.evaluation import classification, reporting
-from fedvssl_jax.models import export
+from fedvssl_jax.models import export, pretrained
 from fedvssl_jax.models.classifier import VideoClassifier
 from fedvssl_jax.train import loop
 from fedvssl_jax.train import mesh as mesh_lib
@@ -49,7 +49,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   """
   ckpt = config.init.get("backbone_checkpoint", "")
   if ckpt:
-    backbone, meta = export.load_backbone(ckpt, rngs=rngs, output="pooled")
+    # A wrong path / a state-dict file / a mismatch is a one-line ConfigError naming the key.
+    backbone, meta = pretrained.load_pretrained_backbone(ckpt, "config.init.backbone_checkpoint", output="pooled")
     if meta["arch"] != config.model.arch:
       logging.warning("config.model.arch=%s but %s holds a %s backbone; using the checkpoint's", config.model.arch,
                       ckpt, meta["arch"])

@@ -1,0 +1,21 @@
+r"""Fine-tuning a pretrained backbone on HMDB-51 (the FedVSSL / CtP protocol; fedvssl.md section 5).
+
+Same recipe and commands as configs/finetune_ucf101.py (fc 512 -> 51); import a torchvision / CtP state dict with
+scripts/import_torch_weights.py or a FedVSSL `round-*.npz` with scripts/import_fedvssl_checkpoint.py first:
+
+  python scripts/import_fedvssl_checkpoint.py --src round-540.npz --out exported/fedvssl_a09_b1
+  python -m fedvssl_jax.main --config=configs/finetune_hmdb51.py:init=exported/fedvssl_a09_b1 --workdir=runs/ft_hmdb \
+      --config.data.root=/data/hmdb51
+  python -m fedvssl_jax.main --config=configs/finetune_hmdb51.py:split=2 --workdir=runs/ft_hmdb_s2 \
+      --config.data.root=/data/hmdb51 --config.init.backbone_checkpoint=runs/ctp/export/backbone
+
+Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=DIR`
+(= config.init.backbone_checkpoint).
+"""
+
+from fedvssl_jax.config_utils import finetune_config, parse_arg
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, demo=False, split=1, init="")
+  return finetune_config("hmdb51", demo=arg.demo, split=arg.split, init=arg.init)

@@ -1,0 +1,34 @@
+r"""Fine-tuning a pretrained backbone on UCF-101 (the FedVSSL / CtP protocol; fedvssl.md section 5).
+
+A backbone is an exported-backbone directory: one of ours (a pretraining run's `<workdir>/export/backbone`), or one
+imported from torchvision / CtP (a PyTorch state dict) or from FedVSSL (a global model `round-*.npz`):
+
+  # ours, e.g. after `--config=configs/ctp.py` or `--config=configs/fedvssl.py`
+  python -m fedvssl_jax.main --config=configs/finetune_ucf101.py --workdir=runs/ft_ucf \
+      --config.data.root=/data/ucf101 --config.init.backbone_checkpoint=runs/ctp/export/backbone
+  # torchvision's Kinetics-400 R3D-18 (or a CtP checkpoint with --convention ctp)
+  python scripts/import_torch_weights.py --arch r3d_18 --src r3d_18-b3b3357e.pth --out exported/r3d_18_k400
+  python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:init=exported/r3d_18_k400 --workdir=runs/ft_tv \
+      --config.data.root=/data/ucf101
+  # a published FedVSSL model
+  python scripts/import_fedvssl_checkpoint.py --src round-540.npz --out exported/fedvssl_a09_b1
+  python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:init=exported/fedvssl_a09_b1 --workdir=runs/ft_fed \
+      --config.data.root=/data/ucf101
+
+  python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:demo --workdir=DIR   # synthetic videos, CPU, minutes
+
+Recipe (`fedvssl_jax.config_utils.finetune_config`): R3D-18 TSN (pooled feature, dropout 0.5, fc 512 -> 101), one
+16-frame clip at stride 2, multi-scale crop 112, flip, colour jitter; SGD lr 0.01, momentum 0.9, weight decay 5e-4,
+clip 40, batch 32, 150 epochs, lr x0.1 at epochs 60 and 120; test: 10 uniform clips, centre crop 112 of short side
+128, logits averaged; top-1 / top-5 / mean-class accuracy in `<workdir>/results.json`. The loaded backbone keeps the
+architecture recorded with it (model.json); the fc is always new. Without an init the backbone is random (scratch).
+Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=DIR`
+(= config.init.backbone_checkpoint).
+"""
+
+from fedvssl_jax.config_utils import finetune_config, parse_arg
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, demo=False, split=1, init="")
+  return finetune_config("ucf101", demo=arg.demo, split=arg.split, init=arg.init)

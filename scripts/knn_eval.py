@@ -1,0 +1,93 @@
+r"""kNN retrieval (R@1/5/10/20/50) of an exported backbone, without writing a config file.
+
+  python scripts/knn_eval.py --checkpoint runs/ctp/export/backbone --dataset ucf101 --data-root /data/ucf101 \
+      --split 1 --out runs/knn_ucf
+  python scripts/knn_eval.py --checkpoint runs/goca/export/backbone --flow-checkpoint runs/goca/export/flow_backbone \
+      --dataset hmdb51 --data-root /data/hmdb51 --num-clips 5 --mean-center --out runs/knn_goca_hmdb
+  python scripts/knn_eval.py --checkpoint DIR --dataset synthetic --out runs/knn_demo     # the demo's synthetic videos
+
+It builds the config of configs/knn.py (`fedvssl_jax.config_utils.knn_eval_config`), applies the options below and
+runs the same `knn` runner as `python -m fedvssl_jax.main --config=configs/knn.py`; results in `<out>/results.json`
+(+ knn_recall.png, config.json) and the per-video features in `<out>/features_{train,test}.npz`. Options left out
+keep the config's values (10 clips x 3 crops of 16 frames at stride 2, 112 px; the synthetic demo: 2 x 1 of 8 at 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DATASETS = ("ucf101", "hmdb51", "synthetic", "json")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--checkpoint", required=True, help="exported backbone directory (the RGB stream)")
+  p.add_argument("--flow-checkpoint", default="", help="exported flow backbone (two-stream: features averaged)")
+  p.add_argument("--out", required=True, help="output directory (results.json, features_{train,test}.npz)")
+  data = p.add_argument_group("data")
+  data.add_argument("--dataset", choices=DATASETS, default="ucf101")
+  data.add_argument("--data-root", default=None, help="dataset root (ucf101 / hmdb51; json: the path prefix)")
+  data.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="official split (ucf101 / hmdb51)")
+  data.add_argument("--format", choices=("official", "ctp"), default=None, help="dataset layout (config.data.format)")
+  data.add_argument("--train-annotations", default=None, help="json: the gallery annotation file")
+  data.add_argument("--test-annotations", default=None, help="json: the query annotation file")
+  data.add_argument("--path-template", default=None, help="how a name becomes a path (config.data.path_template)")
+  data.add_argument("--flow-template", default=None, help="flow video paths (default: videos/ -> videos_flow/)")
+  data.add_argument("--synthetic-preset", default=None, help="synthetic: the preset (demo)")
+  data.add_argument("--cache-dir", default=None, help="synthetic: where the videos are made")
+  data.add_argument("--num-workers", type=int, default=None, help="video decoding processes (0 = in-process)")
+  views = p.add_argument_group("views")
+  views.add_argument("--num-clips", type=int, default=None, help="uniform clips per video")
+  views.add_argument("--clip-len", type=int, default=None, help="frames per clip")
+  views.add_argument("--stride", type=int, default=None, help="frame stride within a clip")
+  views.add_argument("--short-side", type=int, default=None, help="short side the frames are resized to")
+  views.add_argument("--crop-size", type=int, default=None, help="square crop size")
+  views.add_argument("--three-crop", action=argparse.BooleanOptionalAction, default=None,
+                     help="left / centre / right crops (else the centre crop only)")
+  views.add_argument("--batch-size", type=int, default=None, help="videos per step (a multiple of the devices)")
+  p.add_argument("--mean-center", action="store_true", help="subtract the gallery mean before the cosine (CoCLR)")
+  p.add_argument("--features-dir", default="", help="reuse features_{train,test}.npz of an earlier run")
+  return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+  """The configs/knn.py config with the command-line options applied."""
+  from fedvssl_jax.config_utils import knn_eval_config
+
+  config = knn_eval_config(args.dataset, split=args.split, init=args.checkpoint, flow_init=args.flow_checkpoint)
+  data = {"root": args.data_root, "format": args.format, "train_annotations": args.train_annotations,
+          "test_annotations": args.test_annotations, "path_template": args.path_template,
+          "flow_template": args.flow_template, "synthetic_preset": args.synthetic_preset, "cache_dir": args.cache_dir,
+          "num_workers": args.num_workers}
+  config.data.update({k: v for k, v in data.items() if v is not None})
+  views = {"num_clips": args.num_clips, "clip_len": args.clip_len, "stride": args.stride,
+           "short_side": args.short_side, "crop_size": args.crop_size, "three_crop": args.three_crop,
+           "batch_size": args.batch_size}
+  config.knn.update({k: v for k, v in views.items() if v is not None})
+  config.knn.mean_center = bool(args.mean_center)
+  config.features_dir = args.features_dir
+  return config
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  from fedvssl_jax import runners
+  from fedvssl_jax.config_utils import ConfigError
+
+  config = build_config(args)
+  out = os.path.abspath(args.out)
+  runners.setup_jax(config, out)
+  try:
+    results = runners.run(config, out)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  best = next(iter(results["knn"]))
+  print(f"{best}: " + ", ".join(f"{k} {v:.2f}" for k, v in results["knn"][best].items()) + f" -> {out}/results.json")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
