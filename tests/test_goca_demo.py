@@ -48,3 +48,67 @@ def test_goca_demo_path(synthetic_videos, tmp_path):
   for stream in ("rgb", "flow"):
     assert os.path.isfile(os.path.join(results["export"][stream], "model.json"))
   assert (workdir / "training_loss.png").is_file() and (workdir / "knn_recall.png").is_file()
+
+
+def test_ensure_flow_makes_missing_and_remakes_other_settings(tmp_path):
+  import numpy as np
+  import pytest
+
+  from fedvssl_jax import datasets
+  from fedvssl_jax.config_utils import ConfigError, goca_config
+  from input_pipeline import annotations
+  from input_pipeline import video as video_lib
+  from fedvssl_jax.train import goca as goca_trainer
+
+  rng = np.random.default_rng(0)
+  records = []
+  for i in range(2):
+    path = tmp_path / "videos" / f"v{i}.mp4"
+    video_lib.write_video(path, rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), fps=10)
+    records.append(annotations.VideoRecord(str(path), i, f"v{i}", flow_lib.flow_path_for(str(path))))
+  splits = datasets.DatasetSplits(records[:1], records[1:], ["a", "b"], str(tmp_path))
+  config = goca_config(demo=True)
+  config.flow.update(dict(short_side=0, workers=1))
+
+  config.flow.extract_missing = False
+  with pytest.raises(ConfigError, match="2 flow videos are missing"):
+    goca_trainer.ensure_flow(config, splits)
+  config.flow.extract_missing = True
+  goca_trainer.ensure_flow(config, splits)
+  flow_dir = str(tmp_path / "videos_flow")
+  assert flow_lib.read_flow_settings(flow_dir)["bound"] == 3.0
+  assert all(os.path.isfile(r.flow_path) for r in records)
+
+  # The same settings: nothing is redone. Other settings (a cache from an older release): the folder is remade.
+  stamp = os.path.getmtime(records[0].flow_path)
+  goca_trainer.ensure_flow(config, splits)
+  assert os.path.getmtime(records[0].flow_path) == stamp
+  config.flow.bound = 20.0
+  goca_trainer.ensure_flow(config, splits)
+  assert flow_lib.read_flow_settings(flow_dir)["bound"] == 20.0
+  assert os.path.getmtime(records[0].flow_path) > stamp
+
+
+def test_goca_federated_demo_path(synthetic_videos, tmp_path):
+  """`configs/goca.py:demo,federated`: Flower simulation of GOCA clients, the ServerApp's export of both backbones,
+  then kNN of the final global model."""
+  import pytest
+
+  pytest.importorskip("ray")
+  workdir = tmp_path / "goca_fed"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "fedvssl_jax.main", "--config=configs/goca.py:demo,federated",
+                         f"--workdir={workdir}", f"--config.data.cache_dir={synthetic_videos}", *SHRINK,
+                         "--config.federated.num_rounds=2", "--config.federated.local_epochs=1",
+                         "--config.federated.max_steps_per_round=2", "--config.federated.round_timeout_s=600"],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  rounds = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in rounds] == [1, 2] and all(r["num_aggregated"] == 3 for r in rounds)
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["federated"]["rounds"] == 2
+  assert set(results["export"]) == {"rgb", "flow"}
+  for stream in ("rgb", "flow"):
+    assert os.path.isfile(os.path.join(results["export"][stream], "model.json"))
+  assert set(results["knn"]) == {"pretrained", "random_init"}
+  assert set(results["knn_per_stream"]["pretrained"]) == {"rgb", "flow"}

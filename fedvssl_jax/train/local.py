@@ -42,17 +42,30 @@ def model_to_flat(model: nnx.Module) -> dict[str, np.ndarray]:
   return arrays_lib.pytree_to_flat(nnx.to_pure_dict(jax.device_get(nnx.state(model, state_lib.WEIGHTS))))
 
 
-def flat_into_state(state: nnx.State, flat: dict[str, np.ndarray]) -> nnx.State:
-  """Returns `state` with the leaves named in `flat` replaced (every leaf of `state` must be present)."""
+def flat_into_state(state: nnx.State, flat: dict[str, np.ndarray], exchanged=None) -> nnx.State:
+  """Returns `state` with its leaves replaced by the arrays of `flat` of the same path.
+
+  Args:
+    state: an NNX state (a model's, or a part of it).
+    flat: `{path: array}`, e.g. a federated global model.
+    exchanged: the paths that travel between server and clients (`model_to_flat`'s keys); leaves of `state` outside
+      it (RNG counters, GOCA's fixed prototypes and SwAV queue) keep their values. None: every leaf is exchanged.
+
+  Raises:
+    ValueError: an exchanged leaf of `state` missing from `flat`, or of another shape.
+  """
   pure = nnx.to_pure_dict(state)
-  own = arrays_lib.pytree_to_flat(pure)
-  missing = sorted(set(own) - set(flat))
+  own = arrays_lib.tree_shapes(pure)  # shapes only: the model's arrays are not copied off the device
+  wanted = own if exchanged is None else {k: v for k, v in own.items() if k in exchanged}
+  missing = sorted(set(wanted) - set(flat))
   if missing:
     raise ValueError(f"arrays lack {len(missing)} entries of the model, e.g. {missing[:3]}")
-  for key, value in own.items():
-    if tuple(np.shape(flat[key])) != tuple(np.shape(value)):
-      raise ValueError(f"array {key!r} has shape {np.shape(flat[key])}, the model expects {np.shape(value)}")
-  new_pure = arrays_lib.flat_to_pytree({k: flat[k] for k in own}, like=pure)
+  for key, shape in wanted.items():
+    if tuple(np.shape(flat[key])) != shape:
+      raise ValueError(f"array {key!r} has shape {np.shape(flat[key])}, the model expects {shape}")
+  if not wanted:
+    return state
+  new_pure = arrays_lib.flat_to_pytree({k: flat[k] for k in wanted}, like=None)
   nnx.replace_by_pure_dict(state, new_pure)
   return state
 
@@ -114,6 +127,9 @@ class TaskLocalTrainer:
     model = spec.make_model(nnx.Rngs(config.seed))
     model.train()
     self._graphdef, self._params, self._rest = state_lib.split_model(model)
+    # On the host: the leaves that are not exchanged (fixed prototypes, RNG counters) start every round from these
+    # copies, and the train step donates the device buffers it is given.
+    self._rest = jax.device_get(self._rest)
     self._initial = model_to_flat(model)
     self._steps: dict[int, Callable] = {}
 
@@ -152,8 +168,8 @@ class TaskLocalTrainer:
     if cap > 0:
       steps = min(steps, cap)
     tx, schedule = self._tx_and_schedule(steps)
-    params = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._params), arrays)
-    rest = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._rest), arrays)
+    params = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._params), arrays, self._initial)
+    rest = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._rest), arrays, self._initial)
     state = state_lib.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, rest=rest,
                                  opt_state=tx.init(params))
     state = jax.device_put(state, mesh_lib.replicated(self.mesh))
