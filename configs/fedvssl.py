@@ -35,5 +35,4 @@ def get_config(arg=None):
       config.batch_size = 8
       config.optim.update(dict(lr=0.05, momentum=0.9))
   config.runner = "federated"
-  config.pretrain_runner = "goca" if arg.task == "goca" else "pretext"
   return config

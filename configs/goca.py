@@ -19,5 +19,4 @@ def get_config(arg=None):
     config.federated = federated_config(arg.demo)
     config.federated.trainer = "goca"
     config.runner = "federated"
-    config.pretrain_runner = "goca"
   return config

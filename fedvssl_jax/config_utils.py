@@ -84,6 +84,11 @@ def add_run_settings(config: ml_collections.ConfigDict, log_every: int = 20, che
   config.matmul_precision = ""                # e.g. "highest" for parity checks
 
 
+# Test-time views of the synthetic demo videos (kNN, fine-tuning test, linear-probe features): 2 uniform 8-frame clips
+# at stride 2, centre crop 64 of short side 64.
+DEMO_EVAL_VIEWS = dict(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
+
+
 def knn_config(batch_size: int = 8) -> ml_collections.ConfigDict:
   """`config.knn`: kNN retrieval after pretraining (fedvssl_jax/evaluation/knn.py)."""
   return ml_collections.ConfigDict(dict(
@@ -124,8 +129,7 @@ def pretext_config(task: str, demo: bool) -> ml_collections.ConfigDict:
     config.batch_size = 16
     config.num_epochs = 4
     config.optim.update(lr=0.05, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
-    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, three_crop=False,
-                      batch_size=16)
+    config.knn.update(DEMO_EVAL_VIEWS, three_crop=False)
     config.log_every = 5
     config.checkpoint_every = 50
   _TASK_RECIPES[task](config, demo)
@@ -184,6 +188,7 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       local_epochs=1,
       max_steps_per_round=-1,
       round_timeout_s=7200.0,
+      wait_timeout_s=600.0,       # how long to wait for min_available_nodes to connect / partition-id replies
       sampling_seed=0,
       client_resources=ml_collections.ConfigDict(dict(num_cpus=2, num_gpus=1.0)),
       partitions=ml_collections.ConfigDict(dict(dir="", scheme="iid", seed=0, alpha=0.5)),
@@ -259,8 +264,7 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
     # 64 prototypes on their own (SwAV's remedy for small batches).
     config.optim.update(dict(base_lr=0.05, start_warmup=0.02, final_lr=0.001, warmup_epochs=0.3, trust=0.01))
     config.goca.update(dict(epsilon=0.05, epsilon2=0.03, queue_length=96, epoch_queue_starts=0.3))
-    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=48, crop_size=48, three_crop=False,
-                      batch_size=16)
+    config.knn.update(DEMO_EVAL_VIEWS, short_side=48, crop_size=48, three_crop=False)
     config.log_every = 5
     config.checkpoint_every = 50
   return config
@@ -323,7 +327,7 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
     config.model.backbone_kwargs.width_multiplier = 0.125
     config.model.num_classes = -1  # taken from the dataset
     config.train.update(clip_len=8, stride=2, crop_size=64, short_side_sizes=(64, 72, 80))
-    config.test.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
+    config.test.update(DEMO_EVAL_VIEWS)
     config.batch_size = 16
     config.num_epochs = 3
     config.optim.update(lr=0.05, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
@@ -396,8 +400,7 @@ def knn_eval_config(dataset: str = "ucf101", demo: bool = False, split: int = 1,
   del config.knn["enabled"]  # the runner always evaluates; the data is config.data
   del config.knn["data"]
   if config.data.source == "synthetic":
-    config.knn.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, three_crop=False,
-                      batch_size=16)
+    config.knn.update(DEMO_EVAL_VIEWS, three_crop=False)
   return config
 
 
@@ -419,6 +422,6 @@ def linear_probe_config(dataset: str = "ucf101", demo: bool = False, split: int 
       lr=1e-3, weight_decay=1e-4,  # L2 penalty 0.5 * weight_decay * |W|^2 (not on the bias)
       standardize=True, seed=0))
   if config.data.source == "synthetic":
-    config.features.update(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
+    config.features.update(DEMO_EVAL_VIEWS)
     config.probe.lr = 0.01  # 300 training videos: about 2 steps per epoch
   return config

@@ -135,8 +135,12 @@ def parse_json_list(path) -> list[tuple[str, int, dict]]:
 def read_json_list(path, data_root=None, path_template: str = "{name}", flow_template: str | None = None
                   ) -> list[VideoRecord]:
   """Reads a CtP / FedVSSL JSON list (e.g. ``train_split_1.json``, ``client_dist{k}.json``); labels 1-based -> 0-based."""
-  return [_make_record(name, label, data_root, path_template, flow_template)
-          for name, label, _ in parse_json_list(path)]
+  return load_annotation_source(path, data_root, "json", path_template, flow_template).records
+
+
+def file_entry(record: VideoRecord) -> dict[str, Any]:
+  """A record as a CtP / FedVSSL file entry ``{"name", "label" (1-based)}``; label -1 gives no "label" key."""
+  return {"name": record.name, "label": record.label + 1} if record.label >= 0 else {"name": record.name}
 
 
 def write_json_list(records_or_entries: Iterable[VideoRecord | dict], path) -> None:
@@ -148,7 +152,7 @@ def write_json_list(records_or_entries: Iterable[VideoRecord | dict], path) -> N
   entries = []
   for r in records_or_entries:
     if isinstance(r, VideoRecord):
-      entries.append({"name": r.name, "label": r.label + 1} if r.label >= 0 else {"name": r.name})
+      entries.append(file_entry(r))
     elif isinstance(r, dict):
       if "name" not in r:
         raise ValueError(f"{path}: entry without a name: {r!r}")
@@ -194,8 +198,7 @@ def parse_txt_list(path) -> list[tuple[str, int, int, str]]:
 def read_txt_list(path, data_root=None, path_template: str = "{name}", flow_template: str | None = None
                  ) -> list[VideoRecord]:
   """Reads a CtP txt list ``<name> <label>`` (1-based labels, e.g. CtP's HMDB-51 lists)."""
-  return [_make_record(name, label, data_root, path_template, flow_template)
-          for name, label, _, _ in parse_txt_list(path)]
+  return load_annotation_source(path, data_root, "txt", path_template, flow_template).records
 
 
 def write_txt_list(records: Iterable[VideoRecord], path) -> None:
@@ -337,10 +340,7 @@ def parse_kinetics_csv(path, class_index=None) -> tuple[list[tuple[str, int, str
 def read_kinetics_csv(path, data_root=None, path_template: str = "{name}", flow_template: str | None = None,
                       class_index=None) -> list[VideoRecord]:
   """Reads an official Kinetics-400/600/700 CSV (see ``parse_kinetics_csv``); e.g. template ``{name}/RGB_frames.zip``."""
-  rows, _, _ = parse_kinetics_csv(path, class_index)
-  return [_make_record(name, label, data_root, path_template, flow_template,
-                       class_name=kinetics_class_dir(cls) if cls else None)
-          for name, label, cls, _, _ in rows]
+  return load_annotation_source(path, data_root, "kinetics_csv", path_template, flow_template, class_index).records
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,8 +391,7 @@ def read_ucf101_split(list_path, class_index_path, data_root=None, path_template
 
   E.g. raw videos: ``data_root=".../UCF-101"`` with the default template; CtP zips: ``zips/{name}.zip``.
   """
-  return [_make_record(name, label, data_root, path_template, flow_template, ext=ext, class_name=cls)
-          for name, label, ext, cls, _, _ in parse_ucf101_split(list_path, class_index_path)]
+  return load_annotation_source(list_path, data_root, "ucf101", path_template, flow_template, class_index_path).records
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -464,8 +463,8 @@ def read_hmdb51_split(splits_dir, split: int = 1, subset: str = "train", data_ro
                       path_template: str = "{class_name}/{name}{ext}", flow_template: str | None = None,
                       class_names: Sequence[str] | None = None) -> list[VideoRecord]:
   """Reads the official HMDB-51 splits (see ``parse_hmdb51_split``); ``name`` is the bare video stem (CtP)."""
-  return [_make_record(name, label, data_root, path_template, flow_template, ext=ext, class_name=cls)
-          for name, label, ext, cls, _, _ in parse_hmdb51_split(splits_dir, split, subset, class_names)]
+  return load_annotation_source(splits_dir, data_root, "hmdb51", path_template, flow_template, class_names, split,
+                                subset).records
 
 
 # ----------------------------------------------------------------------------------------------------------------

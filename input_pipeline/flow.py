@@ -160,18 +160,29 @@ def flow_path_for(video_path: str, videos_dirname: str = "videos", flow_dirname:
   Raises:
     ValueError: the path has no `videos_dirname` directory component.
   """
+  dirs, name, i = _split_at_videos_dir(video_path, videos_dirname, flow_dirname)
+  dirs[i] = flow_dirname
+  if ext is not None:
+    name = os.path.splitext(name)[0] + ext
+  return os.sep.join(dirs + [name])
+
+
+def flow_root_for(video_path: str, videos_dirname: str = "videos",
+                  flow_dirname: str = "videos_flow") -> tuple[str, str]:
+  """(videos root, flow root) of `video_path` by the same rule: the folders that `extract_flow_folder` mirrors."""
+  dirs, _, i = _split_at_videos_dir(video_path, videos_dirname, flow_dirname)
+  return os.sep.join(dirs[:i + 1]), os.sep.join(dirs[:i] + [flow_dirname])
+
+
+def _split_at_videos_dir(video_path: str, videos_dirname: str, flow_dirname: str) -> tuple[list[str], str, int]:
+  """(directory components, file name, index of the last `videos_dirname` component)."""
   path = os.fspath(video_path)
   parts = path.replace(os.sep, "/").split("/")
   dirs = parts[:-1]
   hits = [i for i, p in enumerate(dirs) if p == videos_dirname]
   if not hits:
     raise ValueError(f"flow_path_for: {path!r} has no '{videos_dirname}/' directory to map to '{flow_dirname}/'")
-  dirs[hits[-1]] = flow_dirname
-  name = parts[-1]
-  if ext is not None:
-    name = os.path.splitext(name)[0] + ext
-  out = "/".join(dirs + [name])
-  return out.replace("/", os.sep) if os.sep != "/" else out
+  return dirs, parts[-1], hits[-1]
 
 
 def video_fps(path: str) -> float:
@@ -353,12 +364,15 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
                         workers: Optional[int] = None, params: TVL1Params = DEFAULT_TVL1, crf: int = 8,
                         max_frames: Optional[int] = None, overwrite: bool = False,
                         exts: Sequence[str] = video_lib.VIDEO_EXTENSIONS,
-                        log_fn: Optional[Callable[[str], None]] = None, bound: float = FLOW_BOUND) -> dict:
+                        log_fn: Optional[Callable[[str], None]] = None, bound: float = FLOW_BOUND,
+                        remake_other_settings: bool = False) -> dict:
   """Flow videos for every video under `videos_dir`, mirrored under `out_dir` as `.mp4` (same relative path).
 
   Resumable: outputs that already exist with the right frame count are skipped (unless `overwrite`), and outputs
   are written atomically (temp file + rename), so a killed run can simply be restarted. Videos that fail are
-  reported (path + error) and the run continues.
+  reported (path + error) and the run continues. The settings are recorded in `<out_dir>/flow_params.json`; a folder
+  recorded with other settings raises ValueError, unless `overwrite` or `remake_other_settings`, which first delete
+  its outputs (a folder without a record is taken as made with these settings).
 
   Args:
     videos_dir: root of the RGB videos.
@@ -366,6 +380,7 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
     short_side, params, crf, max_frames, bound: see `extract_video_flow`.
     workers: processes (default: every core; 0 or 1 = in this process).
     overwrite: recompute even complete outputs.
+    remake_other_settings: remake a folder recorded with other settings (and resume one recorded with these).
     exts: video extensions to pick up.
     log_fn: progress lines (default: print to stderr).
 
@@ -385,9 +400,16 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
   summary = {"total": len(jobs), "done": 0, "skipped": 0, "failed": [], "seconds": 0.0}
   settings = flow_settings(short_side, params, bound, crf, max_frames)
   recorded = read_flow_settings(out_dir)
-  if recorded is not None and recorded != settings and not overwrite:
-    raise ValueError(f"{out_dir} holds flow made with other settings ({os.path.join(out_dir, PARAMS_FILE)}: "
-                     f"{recorded}; asked for {settings}): pass overwrite=True (--overwrite) or another output folder")
+  if recorded is not None and recorded != settings:
+    if not (overwrite or remake_other_settings):
+      raise ValueError(f"{out_dir} holds flow made with other settings ({os.path.join(out_dir, PARAMS_FILE)}: "
+                       f"{recorded}; asked for {settings}): pass overwrite=True (--overwrite) or another output folder")
+    # The resume check (`is_complete`) only counts frames: drop the old outputs before recording the new settings, so
+    # a remake that is interrupted and then resumed never keeps flow of the old settings.
+    log_fn(f"flow: {out_dir} was made with other settings ({recorded}); remaking it")
+    for _, _, dst, *_ in jobs:
+      if os.path.exists(dst):
+        os.remove(dst)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, PARAMS_FILE), "w", encoding="utf-8") as f:
     json.dump(settings, f, indent=2)

@@ -33,7 +33,7 @@ def to_entries(records_or_entries: Iterable[annotations_lib.VideoRecord | Mappin
   out = []
   for i, r in enumerate(records_or_entries):
     if isinstance(r, annotations_lib.VideoRecord):
-      out.append({"name": r.name, "label": r.label + 1} if r.label >= 0 else {"name": r.name})
+      out.append(annotations_lib.file_entry(r))
     elif isinstance(r, Mapping) and "name" in r:
       out.append(dict(r))
     else:

@@ -16,7 +16,7 @@ Data flow (grain 0.2.18 `Dataset` API):
       augments (`input_pipeline.transforms`) and returns fixed-shape numpy arrays.
   `reader` is a `ClipReader`: `reader.num_frames` (min over RGB and flow when flow is present),
   `reader.read(indices) -> uint8 [T, H, W, 3]`, `reader.read_flow(indices) -> uint8 [T, H, W, 3]`. Read all the
-  frames a sample needs in one call (the reader de-duplicates indices and decodes each file's bytes once).
+  frames a sample needs in one call (it decodes forward from one seek; repeated indices are decoded once).
 * Per-element randomness comes from grain's per-index `np.random.Generator` derived from `seed`, so a dataset's output
   depends only on the seed, never on `num_workers`.
 
@@ -191,8 +191,9 @@ def _strip_bytes_name(message: str) -> str:
 class ClipReader:
   """Lazy frame reader of one record, handed to `builder.build`.
 
-  Reads each file's bytes at most once (on first use) and decodes from memory with
-  `input_pipeline.video.decode_frames`; for ArrayRecord records the bytes are already in the record.
+  Each stream is resolved once (`input_pipeline.video.VideoFile`) and shares its cached frame index between
+  `num_frames` and the reads: files are decoded straight from disk (only the GOPs a clip needs are read), and for
+  ArrayRecord records the encoded bytes already in the record are decoded from memory.
 
   Args:
     video: path or encoded bytes of the RGB video.
@@ -204,58 +205,44 @@ class ClipReader:
 
   def __init__(self, video, flow=None, *, num_frames: int | None = None, flow_num_frames: int | None = None,
                name: str | None = None):
-    self._video = video
-    self._flow = flow
-    self._n_rgb = num_frames
-    self._n_flow = flow_num_frames
+    self._inputs = {"rgb": video, "flow": flow}
+    self._files: dict[str, video_lib.VideoFile] = {}
+    self._counts = {"rgb": num_frames, "flow": flow_num_frames}
     self.name = name or (video if isinstance(video, str) else "<bytes>")
-
-  @staticmethod
-  def _load(src):
-    if isinstance(src, (bytes, bytearray, memoryview)):
-      return bytes(src)
-    try:
-      with open(src, "rb") as f:
-        data = f.read()
-    except OSError as e:
-      raise video_lib.VideoDecodeError(f"{src}: cannot read ({e.strerror or e})") from e
-    if not data:
-      raise video_lib.VideoDecodeError(f"{src}: empty file (0 bytes)")
-    return data
-
-  def _rgb_bytes(self) -> bytes:
-    if not isinstance(self._video, bytes):
-      self._video = self._load(self._video)
-    return self._video
-
-  def _flow_bytes(self) -> bytes:
-    if self._flow is None:
-      raise BadVideoError(f"{self.name}: the builder needs flow but the record has no flow_path")
-    if not isinstance(self._flow, bytes):
-      self._flow = self._load(self._flow)
-    return self._flow
 
   @property
   def has_flow(self) -> bool:
-    return self._flow is not None
+    return self._inputs["flow"] is not None
 
-  def _count(self, data: bytes, what: str) -> int:
+  def _call(self, what: str, fn):
+    """`fn()` on stream `what`; errors about in-memory bytes get the record's name back."""
     try:
-      return int(video_lib.video_num_frames(data))
+      return fn()
     except video_lib.VideoDecodeError as e:
+      if not str(e).startswith("<bytes"):
+        raise  # a path: the message already names the file
       raise video_lib.VideoDecodeError(f"{self.name} ({what}): {_strip_bytes_name(str(e))}") from e
+
+  def _file(self, what: str) -> video_lib.VideoFile:
+    if what not in self._files:
+      src = self._inputs[what]
+      if src is None:
+        raise BadVideoError(f"{self.name}: the builder needs flow but the record has no flow_path")
+      self._files[what] = video_lib.VideoFile(src)
+    return self._files[what]
+
+  def _count(self, what: str) -> int:
+    if self._counts[what] is None:
+      self._counts[what] = int(self._call(what, lambda: self._file(what).num_frames))
+    return self._counts[what]
 
   @property
   def num_rgb_frames(self) -> int:
-    if self._n_rgb is None:
-      self._n_rgb = self._count(self._rgb_bytes(), "rgb")
-    return self._n_rgb
+    return self._count("rgb")
 
   @property
   def num_flow_frames(self) -> int:
-    if self._n_flow is None:
-      self._n_flow = self._count(self._flow_bytes(), "flow")
-    return self._n_flow
+    return self._count("flow")
 
   @property
   def num_frames(self) -> int:
@@ -265,23 +252,17 @@ class ClipReader:
       n = min(n, self.num_flow_frames)
     return n
 
-  def _decode(self, data: bytes, indices, what: str) -> np.ndarray:
-    idx = np.asarray(indices, np.int64).reshape(-1)
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    try:
-      frames = video_lib.decode_frames(data, uniq)
-    except video_lib.VideoDecodeError as e:
-      # Decoding runs on in-memory bytes: put the file's name back into the message.
-      raise video_lib.VideoDecodeError(f"{self.name} ({what}): {_strip_bytes_name(str(e))}") from e
-    return frames[inverse]
+  def _read(self, what: str, indices) -> np.ndarray:
+    idx = np.asarray(indices).reshape(-1)
+    return self._call(what, lambda: self._file(what).decode(idx))
 
   def read(self, indices) -> np.ndarray:
-    """uint8 [len(indices), H, W, 3] RGB frames (indices flattened, any order, repeats allowed)."""
-    return self._decode(self._rgb_bytes(), indices, "rgb")
+    """uint8 [len(indices), H, W, 3] RGB frames (indices flattened, any order, repeats decoded once)."""
+    return self._read("rgb", indices)
 
   def read_flow(self, indices) -> np.ndarray:
     """uint8 [len(indices), H, W, 3] flow frames (128, v, u) at the same indices."""
-    return self._decode(self._flow_bytes(), indices, "flow")
+    return self._read("flow", indices)
 
 
 def reader_for(record: Mapping[str, Any]) -> ClipReader:

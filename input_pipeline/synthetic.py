@@ -158,8 +158,9 @@ def _sprite_texture(rng: np.random.Generator, size: int = 32) -> np.ndarray:
   return (mix[..., None] * c1 + (1 - mix[..., None]) * c2).astype(np.float32)
 
 
-def _shape_alpha(shape: int, aspect: float, size: int) -> np.ndarray:
-  """float32 [size, size] coverage of the shape in sprite coordinates u (columns), v (rows) in [-1, 1]."""
+def _shape_alpha(shape: int, size: int) -> np.ndarray:
+  """float32 [size, size] coverage of the shape in sprite coordinates u (columns), v (rows) in [-1, 1] (the aspect
+  ratio is applied when the sprite is warped)."""
   ss = 4  # supersampling for smooth edges
   grid = (np.arange(size * ss, dtype=np.float32) + 0.5) / (size * ss) * 2 - 1
   v, u = np.meshgrid(grid, grid, indexing="ij")
@@ -191,7 +192,7 @@ def render_video(class_name: str, num_frames: int, height: int, width: int, rng:
   shape = int(rng.integers(3))  # 0 rectangle, 1 ellipse, 2 triangle
   half = rng.uniform(0.12, 0.2) * min(height, width)  # base half-size in pixels
   aspect = float(rng.uniform(0.55, 1.0))
-  sprite = np.concatenate([texture, _shape_alpha(shape, aspect, size)[..., None]], axis=-1)
+  sprite = np.concatenate([texture, _shape_alpha(shape, size)[..., None]], axis=-1)
   # Sprite pixel index p -> sprite coordinate u = a * p + b in [-1, 1] (cv2 puts pixel centres at integers).
   a, b = 2.0 / size, 1.0 / size - 1.0
   max_radius = float(np.max(half * traj.scale)) * math.sqrt(1 + aspect * aspect)

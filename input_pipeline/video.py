@@ -280,14 +280,18 @@ def scan_video(path_or_bytes: PathOrBytes) -> tuple[int, str | None]:
   ``decode_frames`` / ``video_num_frames`` calls see only the decodable frames. For zips every JPEG is decoded.
   Raises ``VideoDecodeError`` only when the file cannot be opened at all.
   """
-  src = _resolve(path_or_bytes)
+  return _scan(_resolve(path_or_bytes))
+
+
+def _scan(src: _Source) -> tuple[int, str | None]:
   if src.kind == "zip":
     index = _index_of(src)
-    for i in range(index.num_frames):
-      try:
-        _decode_zip(src, index, np.asarray([i]))
-      except VideoDecodeError as e:
-        return i, str(e)
+    n = 0
+    try:
+      for n, _ in enumerate(_iter_zip(src, index, np.arange(index.num_frames)), start=1):
+        pass
+    except VideoDecodeError as e:
+      return n, str(e)
     return index.num_frames, None
   index, error = _decode_all_index(src)
   _INDEX_CACHE.put(src.key, index)
@@ -341,9 +345,12 @@ def video_num_frames(path_or_bytes: PathOrBytes, exact: bool = False) -> int:
     VideoDecodeError: unreadable, corrupt or empty input, or a video with no frames.
   """
   src = _resolve(path_or_bytes)
-  if exact and src.kind == "container":
-    n, _ = scan_video(path_or_bytes)
-  else:
+  return _num_frames(src, _scan(src)[0] if exact and src.kind == "container" else None)
+
+
+def _num_frames(src: _Source, n: int | None = None) -> int:
+  """``n`` (default: from the cached index), checked to be positive."""
+  if n is None:
     n = _index_of(src).num_frames
   if n <= 0:
     raise VideoDecodeError(f"{src.name}: the video has no frames")
@@ -466,7 +473,12 @@ def _decode_from_start_counting(src: _Source, wanted: np.ndarray) -> dict[int, n
 
 
 def _decode_zip(src: _Source, index: ZipIndex, idx: np.ndarray) -> dict[int, np.ndarray]:
-  out: dict[int, np.ndarray] = {}
+  return dict(_iter_zip(src, index, idx))
+
+
+def _iter_zip(src: _Source, index: ZipIndex, idx: np.ndarray):
+  """Yields (frame index, uint8 RGB [H, W, 3]) for the unique ``idx`` in ascending order, from one open of the zip;
+  frames are resized to the first one's size. Raises ``VideoDecodeError`` at the first unreadable frame."""
   size = None
   try:
     with zipfile.ZipFile(src.open_binary()) as zf:
@@ -484,10 +496,9 @@ def _decode_zip(src: _Source, index: ZipIndex, idx: np.ndarray) -> dict[int, np.
           size = rgb.shape[:2]
         elif rgb.shape[:2] != size:
           rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        out[int(i)] = rgb
+        yield int(i), rgb
   except (zipfile.BadZipFile, OSError, EOFError) as e:
     raise VideoDecodeError(f"{src.name}: not a readable zip ({e})") from e
-  return out
 
 
 def decode_frames(path_or_bytes: PathOrBytes, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -506,17 +517,42 @@ def decode_frames(path_or_bytes: PathOrBytes, indices: Sequence[int] | np.ndarra
     VideoDecodeError: unreadable / corrupt / truncated / empty input or an index outside ``[0, num_frames)``.
     ValueError: ``indices`` empty or not integers.
   """
-  src = _resolve(path_or_bytes)
-  index = _index_of(src)
-  idx = _check_indices(src, indices, index.num_frames)
-  if isinstance(index, ZipIndex):
-    frames = _decode_zip(src, index, idx)
-  else:
-    frames = _decode_container(src, index, idx)
-  shapes = {f.shape for f in frames.values()}
-  if len(shapes) != 1:
-    raise VideoDecodeError(f"{src.name}: decoded frames have different shapes {sorted(shapes)}")
-  return np.stack([frames[int(i)] for i in idx], axis=0)
+  return VideoFile(path_or_bytes).decode(indices)
+
+
+class VideoFile:
+  """A video file / CtP zip (path or bytes) resolved once; ``num_frames`` and ``decode`` share its cached index.
+
+  ``video_num_frames(x)`` and ``decode_frames(x, indices)`` each resolve ``x`` (a ``stat`` for a path, a digest of the
+  whole input for bytes); a caller that counts and then decodes the same input (a clip reader) holds one
+  ``VideoFile`` instead. Raises ``VideoDecodeError`` as those functions do.
+  """
+
+  def __init__(self, path_or_bytes: PathOrBytes):
+    self._src = _resolve(path_or_bytes)
+
+  @property
+  def name(self) -> str:
+    return self._src.name
+
+  @property
+  def num_frames(self) -> int:
+    """As ``video_num_frames(x)`` (the cached packet index, no decoding)."""
+    return _num_frames(self._src)
+
+  def decode(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """As ``decode_frames(x, indices)``: uint8 [T, H, W, 3] RGB frames in the order asked, repeats allowed."""
+    src = self._src
+    index = _index_of(src)
+    idx = _check_indices(src, indices, index.num_frames)
+    if isinstance(index, ZipIndex):
+      frames = _decode_zip(src, index, idx)
+    else:
+      frames = _decode_container(src, index, idx)
+    shapes = {f.shape for f in frames.values()}
+    if len(shapes) != 1:
+      raise VideoDecodeError(f"{src.name}: decoded frames have different shapes {sorted(shapes)}")
+    return np.stack([frames[int(i)] for i in idx], axis=0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -537,7 +573,7 @@ def _check_frames(frames: np.ndarray, what: str) -> np.ndarray:
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, codec: str = "libx264",
                 gop: int | None = None, bframes: int | None = None, crf: int | None = 18,
                 preset: str = "veryfast", pts: Sequence[int] | None = None,
-                time_base: fractions.Fraction | None = None, threads: int = 1) -> None:
+                time_base: fractions.Fraction | None = None, threads: int = 1, faststart: bool = False) -> None:
   """Writes uint8 RGB frames as a video (H.264 mp4, yuv420p by default) with PyAV.
 
   Args:
@@ -553,6 +589,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, co
       variable-frame-rate file.
     time_base: time base of ``pts`` (default 1/1000 s when pts is given).
     threads: encoder threads (1 keeps output byte-identical across runs and machines).
+    faststart: mp4 only: put the index (moov atom) before the frames, as web videos do; such a file cut short still
+      opens and indexes the frames it holds.
   """
   path = os.fspath(path)
   frames = _check_frames(frames, path)
@@ -565,7 +603,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, co
       raise ValueError(f"{path}: pts must be {t} strictly increasing ints")
     time_base = time_base or fractions.Fraction(1, 1000)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  container = av.open(path, mode="w")
+  container = av.open(path, mode="w", container_options={"movflags": "faststart"} if faststart else None)
   try:
     rate = fractions.Fraction(fps).limit_denominator(1001)
     stream = container.add_stream(codec, rate=rate)

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
 
   meta, backbone, fc = export.load_state(args.checkpoint)
   arch = meta["arch"]
-  convention = args.convention or ("torchvision" if arch in ("r3d_18", "r2plus1d_18") else "ctp")
+  convention = args.convention or torch_names.default_convention(arch)
   state = torch_names.flat_to_torch_state(backbone, arch, convention, fc_flat=fc,
                                           backbone_prefix=args.backbone_prefix)
   torch_names.save_state_dict_file(state, args.out)

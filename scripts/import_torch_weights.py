@@ -15,11 +15,6 @@ import sys
 from fedvssl_jax.models import export, torch_names
 
 
-def default_convention(arch: str) -> str:
-  """torchvision names for torchvision's archs, CtP names for `r2plus1d_18_ctp` and `s3d`."""
-  return "torchvision" if arch in ("r3d_18", "r2plus1d_18") else "ctp"
-
-
 def parse_kwargs(text: str) -> dict:
   try:
     kwargs = json.loads(text)
@@ -42,7 +37,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
 
   kwargs = parse_kwargs(args.backbone_kwargs)
-  convention = args.convention or default_convention(args.arch)
+  convention = args.convention or torch_names.default_convention(args.arch)
   state = torch_names.load_state_dict_file(args.src)
   template = export.backbone_template(args.arch, **kwargs)
   backbone, fc = torch_names.torch_state_to_flat(state, args.arch, convention, template=template,

@@ -362,13 +362,29 @@ def test_builder_defaults_and_normalisation():
     CtPBuilder({"patch_mask": {"bogus": 1}})
 
 
+def _per_frame_values(values, out):
+  """The one value per frame of `values` [T, H, W, 3] over the pixels of `out` not clipped to 0 / 255."""
+  per_frame = []
+  for t in range(len(out)):
+    v = values[t][(out[t] > 0) & (out[t] < 255)]
+    assert v.size and np.allclose(v, v[0], atol=1e-3), f"frame {t} is not changed uniformly"
+    per_frame.append(float(v[0]))
+  return np.array(per_frame)
+
+
 def test_colour_ops():
   rng = np.random.default_rng(0)
   clip = rng.uniform(0, 255, size=(8, 6, 6, 3)).astype(np.float32)
   out = base.dynamic_brightness(clip, np.random.default_rng(1), 1.0, 30)
   diff = (out - clip)[np.logical_and(out > 0, out < 255)]
   assert diff.size and np.abs(diff).max() <= 30 + 1e-4
+  # Dynamic: one shift per frame (unclipped pixels), not the same for every frame.
+  shifts = _per_frame_values(out - clip, out)
+  assert np.all(shifts != 0) and np.ptp(shifts) > 1.0
   assert np.array_equal(base.dynamic_contrast(clip, rng, 0.0, 0.12), clip)
+  out = base.dynamic_contrast(clip, np.random.default_rng(1), 1.0, 0.12)
+  factors = _per_frame_values(out / clip, out)
+  assert np.all(np.abs(np.log(factors)) <= 0.12 + 1e-4) and np.ptp(factors) > 0.01
   hs = base.random_hue_saturation(clip, np.random.default_rng(2), 1.0, 12, 0.1)
   assert hs.shape == clip.shape and hs.dtype == np.float32 and not np.array_equal(hs, clip)
   gray = np.full((2, 4, 4, 3), 77.0, np.float32)

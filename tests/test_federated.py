@@ -325,3 +325,10 @@ def test_flat_keys_match_models_export_flatten_state():
 
   tree = {"backbone": {"layer1": {0: {"bn1": {"mean": np.zeros(2), "var": np.ones(2)}}}}, "head": {"k": np.ones(1)}}
   assert list(fa.pytree_to_flat(tree)) == list(export.flatten_state(tree))
+  prefixed = fa.pytree_to_flat(tree, prefix="model")
+  assert list(prefixed) == ["model/" + k for k in export.flatten_state(tree)]
+  assert all(v.dtype == np.float32 for v in prefixed.values())
+  with pytest.raises(ValueError, match="a/b"):
+    fa.pytree_to_flat({"a/b": np.zeros(1)})
+  with pytest.raises(ValueError, match="head/name"):
+    fa.pytree_to_flat({"head": {"name": np.array(["text"])}})

@@ -164,3 +164,23 @@ def test_bound_and_folder_settings_are_recorded(tmp_path):
   assert 3 < wide.mean() - 128 < 10 and tight.mean() - 128 > 4 * (wide.mean() - 128)
   np.testing.assert_allclose(flow.decode_flow(np.stack([128 + 0 * tight, 0 * tight + 128, tight], -1), 4.0)[..., 0]
                              .mean(), (wide.mean() - 127.5) * 40 / 255, atol=0.25)
+
+
+def test_interrupted_remake_never_keeps_flow_of_old_settings(tmp_path, monkeypatch):
+  videos = tmp_path / "videos"
+  video_lib.write_video(videos / "right.mp4", _moving_frames(5, 48, 48, 1, 0, seed=4), fps=10, crf=10)
+  out = tmp_path / "videos_flow"
+  quiet = dict(short_side=None, workers=1, params=flow.FAST_TVL1, log_fn=lambda _: None)
+  flow.extract_flow_folder(str(videos), str(out), bound=20.0, **quiet)
+
+  def killed(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as m:
+    m.setattr(flow, "extract_video_flow", killed)
+    with pytest.raises(KeyboardInterrupt):  # the remake dies before it wrote anything
+      flow.extract_flow_folder(str(videos), str(out), bound=4.0, overwrite=True, **quiet)
+  assert flow.read_flow_settings(str(out))["bound"] == 4.0
+  # Resuming with the new settings recomputes the video instead of skipping its bound-20 flow.
+  s = flow.extract_flow_folder(str(videos), str(out), bound=4.0, **quiet)
+  assert s["done"] == 1 and s["skipped"] == 0

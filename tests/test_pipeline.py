@@ -194,6 +194,20 @@ def test_clip_reader_flow_and_min_frames(videos):
     pipeline.ClipReader(videos["bad"][0].path).read([0])
 
 
+def test_clip_reader_resolves_each_file_once(videos, monkeypatch):
+  """Counting and reading share one resolution per stream; paths stay paths (no whole-file read, no digest)."""
+  a, b = videos["good"][0].path, videos["good"][1].path
+  calls = []
+  original = video_lib._resolve
+  monkeypatch.setattr(video_lib, "_resolve", lambda x: calls.append(x) or original(x))
+  reader = pipeline.ClipReader(a, b)
+  assert reader.num_frames == 24
+  reader.read([0, 3])
+  reader.read([5])
+  reader.read_flow([1])
+  assert calls == [a, b]
+
+
 def test_source_is_picklable_with_stable_repr(videos):
   import pickle
 

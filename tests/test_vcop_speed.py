@@ -100,11 +100,31 @@ def _set_random(module, seed):
       var.set_value(jnp.asarray(rng.normal(size=var[...].shape) * 0.3, jnp.float32))
 
 
+def _eval_model(model_cls, head, seed):
+  """`model_cls(MeanBackbone(), head)` in eval mode, with random head parameters drawn from `seed`."""
+  _set_random(head, seed)
+  model = model_cls(MeanBackbone(), head)
+  model.eval()
+  return model
+
+
+def _check_classification_loss(task, model, video, labels, logits):
+  """`task.loss_fn` against the numpy cross-entropy and accuracy of `logits` (the expected model output)."""
+  labels_np = np.asarray(labels)
+  loss, metrics = task.loss_fn(model, {"video": video, "label": labels}, None)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  assert float(loss) == pytest.approx(-np.mean(logp[np.arange(len(labels_np)), labels_np]), rel=1e-5)
+  assert float(metrics["accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == labels_np))
+  assert set(metrics) == {"loss", "loss_cls", "accuracy"}
+  assert float(metrics["loss_cls"]) == float(loss)
+  # The predicted classes as labels: accuracy 1 (the labels above may hit none).
+  _, hit = task.loss_fn(model, {"video": video, "label": jnp.asarray(logits.argmax(-1), jnp.int32)}, None)
+  assert float(hit["accuracy"]) == 1.0
+
+
 def test_vcop_head_manual_and_model_reshape():
   head = VCOPHead(4, tuple_len=3, hidden_channels=5, dropout=0.5, rngs=nnx.Rngs(0))
-  _set_random(head, 0)
-  model = VCOPModel(MeanBackbone(), head)
-  model.eval()
+  model = _eval_model(VCOPModel, head, 0)
   rng = np.random.default_rng(1)
   video = rng.normal(size=(2, 3, 2, 4, 4, 3)).astype(np.float32)
   logits = np.asarray(model(jnp.asarray(video)))
@@ -134,19 +154,10 @@ def test_vcop_head_init():
 
 
 def test_vcop_loss_fn_hand_computation():
-  task = PRETEXT_TASKS.get("vcop")
-  head = VCOPHead(4, hidden_channels=5, rngs=nnx.Rngs(0))
-  _set_random(head, 2)
-  model = VCOPModel(MeanBackbone(), head)
-  model.eval()
+  model = _eval_model(VCOPModel, VCOPHead(4, hidden_channels=5, rngs=nnx.Rngs(0)), 2)
   video = jnp.asarray(np.random.default_rng(3).normal(size=(4, 3, 2, 4, 4, 3)), jnp.float32)
-  labels = jnp.array([0, 5, 2, 3], jnp.int32)
-  loss, metrics = task.loss_fn(model, {"video": video, "label": labels}, None)
   logits = np.asarray(model(video), np.float64)
-  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-  assert float(loss) == pytest.approx(-np.mean(logp[np.arange(4), np.asarray(labels)]), rel=1e-5)
-  assert float(metrics["accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == np.asarray(labels)))
-  assert set(metrics) == {"loss", "loss_cls", "accuracy"}
+  _check_classification_loss(PRETEXT_TASKS.get("vcop"), model, video, jnp.array([0, 5, 2, 3], jnp.int32), logits)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -177,20 +188,13 @@ def test_speed_builder_defaults():
 
 
 def test_speed_head_manual_and_loss():
-  task = PRETEXT_TASKS.get("speed")
   head = SpeedHead(4, num_classes=7, rngs=nnx.Rngs(0))
-  _set_random(head, 4)
-  model = SpeedModel(MeanBackbone(), head)
-  model.eval()
+  model = _eval_model(SpeedModel, head, 4)
   video = jnp.asarray(np.random.default_rng(5).normal(size=(3, 2, 4, 4, 3)), jnp.float32)
-  labels = jnp.array([6, 0, 3], jnp.int32)
-  loss, metrics = task.loss_fn(model, {"video": video, "label": labels}, None)
   m = np.asarray(video).mean(axis=(1, 2, 3))
   f = np.concatenate([m, 2 * m[:, :1]], -1)
   logits = f @ np.asarray(head.fc.kernel[...]) + np.asarray(head.fc.bias[...])
-  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-  assert float(loss) == pytest.approx(-np.mean(logp[np.arange(3), np.asarray(labels)]), rel=1e-5)
-  assert float(metrics["accuracy"]) == pytest.approx(np.mean(logits.argmax(-1) == np.asarray(labels)))
+  _check_classification_loss(PRETEXT_TASKS.get("speed"), model, video, jnp.array([6, 0, 3], jnp.int32), logits)
   fresh = SpeedHead(512, rngs=nnx.Rngs(0))
   n_params = sum(int(np.prod(v[...].shape)) for _, v in nnx.iter_graph(fresh) if isinstance(v, nnx.Param))
   assert n_params == 3591

@@ -164,6 +164,8 @@ def test_zip_decodes_only_the_sampled_jpegs(tmp_path, frames60):
   assert codes(video.decode_frames(path, [5, 0, 3])) == [5, 0, 3]
   with pytest.raises(video.VideoDecodeError, match="img_00005.jpg"):
     video.decode_frames(path, [4])
+  n, error = video.scan_video(path)  # every JPEG decoded: the frames before the bad one are usable
+  assert n == 4 and "img_00005.jpg" in error
 
 
 def test_errors_name_the_file(tmp_path, frames60):
@@ -198,19 +200,8 @@ def test_errors_name_the_file(tmp_path, frames60):
 
 def test_truncated_stream_never_returns_garbage(tmp_path, frames60):
   """moov-first (faststart) mp4 cut short: the index shrinks, undecodable tail frames raise, exact count is exact."""
-  import av
-
   path = tmp_path / "fast.mp4"
-  container = av.open(str(path), "w", options={"movflags": "faststart"})
-  stream = container.add_stream("libx264", rate=25)
-  stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-  stream.options = {"crf": "10", "g": "8", "bf": "2"}
-  for f in frames60:
-    for p in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-      container.mux(p)
-  for p in stream.encode():
-    container.mux(p)
-  container.close()
+  video.write_video(path, frames60, gop=8, bframes=2, crf=10, faststart=True)
   data = path.read_bytes()
   cut = tmp_path / "cut.mp4"
   cut.write_bytes(data[:int(len(data) * 0.7)])

@@ -150,12 +150,18 @@ def backbone_view_features(backbone: nnx.Module, mesh, input_key: str = "video")
 
 def knn_retrieval(feature_fn: Callable[[dict[str, jax.Array]], jax.Array], splits, builder, mesh, batch_size: int,
                   num_workers: int = 0, mean_center: bool = False, inputs: Sequence[str] = ("video",),
-                  desc: str = "knn") -> dict[str, float]:
-  """R@k of per-view features `feature_fn`: train split = gallery, test split = queries."""
+                  desc: str = "knn", names: Sequence[str] | None = None) -> dict[str, Any]:
+  """R@k of per-view features `feature_fn`: train split = gallery, test split = queries.
+
+  With `names`, `feature_fn` gives `[B, V, S, D]` (S = len(names) feature sets, e.g. `stream_view_features(...,
+  per_stream=True)`) and the result is {name: R@k} of each set, from one pass over the videos.
+  """
   args = dict(mesh=mesh, batch_size=batch_size, num_workers=num_workers, inputs=inputs)
   g, gl = extract_video_features(feature_fn, splits.train, builder, desc=f"{desc} gallery", **args)
   q, ql = extract_video_features(feature_fn, splits.test, builder, desc=f"{desc} queries", **args)
-  return recall_at_k(q, ql, g, gl, mean_center=mean_center)
+  if names is None:
+    return recall_at_k(q, ql, g, gl, mean_center=mean_center)
+  return {name: recall_at_k(q[:, i], ql, g[:, i], gl, mean_center=mean_center) for i, name in enumerate(names)}
 
 
 def knn_of_backbone(backbone: nnx.Module, splits, builder, mesh, batch_size: int, num_workers: int = 0,

@@ -33,12 +33,24 @@ def to_float32(name: str, value: Any) -> np.ndarray:
   return arr.astype(np.float32, copy=False)
 
 
+def flat_float32(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Every entry of a flat dict as a C-contiguous float32 NumPy array (copied only where needed)."""
+  return {k: np.ascontiguousarray(to_float32(k, v)) for k, v in flat.items()}
+
+
+def in_key_order(flat: dict[str, np.ndarray], keys: list[str] | None) -> dict[str, np.ndarray]:
+  """`flat` in the order of `keys` when they are exactly its keys (Orbax restores keys sorted), else unchanged."""
+  if keys and set(keys) == set(flat):
+    return {k: flat[k] for k in keys}
+  return flat
+
+
 def pytree_to_flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
-  """Flattens nested dicts (e.g. `nnx.to_pure_dict(nnx.state(model))`) into `{"a/b/c": float32 array}`.
+  """`fedvssl_jax.models.export.flatten_state` with float32 values: `{"a/b/c": float32 array}`.
 
   Args:
-    tree: nested mappings whose leaves are arrays (NumPy, JAX, or anything `np.asarray` accepts; NNX
-      `Variable`s are unwrapped through `.value` when present). Keys may be str or int.
+    tree: nested mappings whose leaves are arrays (e.g. `nnx.to_pure_dict(nnx.state(model))`; NumPy, JAX, NNX
+      `Variable`s or anything `np.asarray` accepts), or an `nnx.State` / `nnx.Module`. Keys may be str or int.
     prefix: prepended to every path (without a trailing separator).
 
   Returns:
@@ -47,20 +59,12 @@ def pytree_to_flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.nd
   Raises:
     ValueError: a key containing "/" or a non-numeric leaf, naming the path.
   """
+  from fedvssl_jax.models import export  # JAX / Flax only when a pytree is flattened (not in the server or toy)
+
   out: dict[str, np.ndarray] = {}
-
-  def rec(node: Any, path: str) -> None:
-    if isinstance(node, Mapping):
-      for k, v in node.items():
-        ks = _key_str(k)
-        if SEP in ks:
-          raise ValueError(f"pytree key {ks!r} under {path or '<root>'!r} contains {SEP!r}")
-        rec(v, f"{path}{SEP}{ks}" if path else ks)
-      return
-    leaf = node.value if hasattr(node, "value") and not isinstance(node, np.ndarray) else node
-    out[path] = to_float32(path, leaf)
-
-  rec(tree, prefix)
+  for key, value in export.flatten_state(tree, sep=SEP).items():
+    path = SEP.join(p for p in (prefix, key) if p)
+    out[path] = to_float32(path, value)
   return out
 
 
@@ -112,6 +116,11 @@ def flat_to_pytree(flat: Mapping[str, Any], like: Mapping[str, Any] | None = Non
   return root
 
 
+def tree_shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+  """`{path: shape}` of a nested dict's leaves, in `pytree_to_flat` order, without reading (or copying) them."""
+  return {path: shape for path, (_, shape) in _like_paths(tree).items()}
+
+
 def _like_paths(like: Mapping[str, Any]) -> dict[str, tuple[Any, tuple[int, ...] | None]]:
   """path -> (leaf, shape or None) for a nested target structure."""
   out: dict[str, tuple[Any, tuple[int, ...] | None]] = {}
@@ -133,7 +142,7 @@ def flat_to_arrayrecord(flat: Mapping[str, Any]):
   """Flat dict -> `flwr.app.ArrayRecord` with the same keys (float32, C-contiguous)."""
   from flwr.app import Array, ArrayRecord
 
-  return ArrayRecord({k: Array(np.ascontiguousarray(to_float32(k, v))) for k, v in flat.items()})
+  return ArrayRecord({k: Array(v) for k, v in flat_float32(flat).items()})
 
 
 def arrayrecord_to_flat(record) -> dict[str, np.ndarray]:

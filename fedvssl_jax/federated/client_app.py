@@ -29,7 +29,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedvssl_jax.federated import client_state
-from fedvssl_jax.federated.arrays import arrayrecord_to_flat, flat_to_arrayrecord, merge_backbone
+from fedvssl_jax.federated.arrays import arrayrecord_to_flat, check_finite, flat_to_arrayrecord, merge_backbone
 from fedvssl_jax.federated.local_trainer import (LocalResult, LocalTrainer, config_from_run_config,
                                                  make_local_trainer, workdir_from_run_config)
 
@@ -39,7 +39,7 @@ _TRAINERS: dict[str, tuple[Any, LocalTrainer]] = {}
 _LOCK = threading.Lock()
 
 
-def setup_process_env(workdir: str | None = None) -> None:
+def setup_process_env() -> None:
   """Settings for a process that may train: no GPU preallocation (several actors share a GPU), a persistent JAX
   compilation cache (rounds and re-spawned client processes do not recompile), absl flags marked parsed (Flower's
   client processes have no absl `main`, and grain reads its flags)."""
@@ -62,7 +62,6 @@ def setup_process_env(workdir: str | None = None) -> None:
         jax.config.update("jax_compilation_cache_dir", cache)
     except Exception:  # pylint: disable=broad-except
       pass
-  del workdir
 
 
 def get_trainer(config) -> LocalTrainer:
@@ -103,7 +102,7 @@ def client_round(trainer: LocalTrainer, partition_id: int, global_arrays: Mappin
   for k, v in result.arrays.items():
     if np.shape(v) != np.shape(start[k]):
       raise ValueError(f"local trainer changed the shape of {k!r}: {np.shape(start[k])} -> {np.shape(v)}")
-  finite = math.isfinite(result.mean_loss) and all(np.all(np.isfinite(v)) for v in result.arrays.values())
+  finite = math.isfinite(result.mean_loss) and check_finite(result.arrays) is None
   if backbone_only:
     if finite:
       client_state.save_client_state(workdir, partition_id, server_round, result.arrays,
@@ -143,8 +142,8 @@ def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
   @app.train()
   def train(msg: Message, context: Context) -> Message:  # pylint: disable=unused-variable
     rc = _merged_run_config(defaults, context)
+    setup_process_env()
     workdir = workdir_from_run_config(rc, context.node_config)
-    setup_process_env(workdir)
     config = config_from_run_config(rc)
     pid = _partition_id(context)
     round_config: ConfigRecord = msg.content.config_records.get("config") or ConfigRecord()

@@ -25,20 +25,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fedvssl_jax.federated.arrays import to_float32
+from fedvssl_jax.federated.arrays import flat_float32, in_key_order
 
 logger = logging.getLogger(__name__)
 
 
 class ClientStateError(RuntimeError):
   """A stored client state exists but cannot be read."""
-
-
-def _ordered(arrays: dict[str, np.ndarray], keys: list[str] | None) -> dict[str, np.ndarray]:
-  """`arrays` in the stored key order (when it covers exactly the same keys)."""
-  if keys and set(keys) == set(arrays):
-    return {k: arrays[k] for k in keys}
-  return arrays
 
 
 def client_dir(workdir: str, partition_id: int) -> str:
@@ -97,7 +90,7 @@ def load_client_state(workdir: str, partition_id: int, before_round: int | None 
       restored = mngr.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(),
                                                              meta=ocp.args.JsonRestore()))
       meta = dict(restored.meta or {})
-      arrays = _ordered({k: to_float32(k, v) for k, v in restored.arrays.items()}, meta.pop("keys", None))
+      arrays = in_key_order(flat_float32(restored.arrays), meta.pop("keys", None))
     except Exception as e:  # pylint: disable=broad-except
       raise ClientStateError(f"client {partition_id}: stored state {os.path.join(path, str(step))} is corrupt or "
                              f"unreadable ({type(e).__name__}: {e}); delete it explicitly to start the client "
@@ -118,7 +111,7 @@ def save_client_state(workdir: str, partition_id: int, server_round: int, arrays
   """
   import orbax.checkpoint as ocp
 
-  flat = {k: np.ascontiguousarray(to_float32(k, v)) for k, v in arrays.items()}
+  flat = flat_float32(arrays)
   mngr, path = _manager(workdir, partition_id)
   try:
     for step in sorted(mngr.all_steps()):

@@ -120,15 +120,17 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
   timeout = float(fed.get("round_timeout_s", 3600.0))
   history = []
   round_logger = RoundLogger(workdir, num_rounds) if start_round < num_rounds else None
+  global_record = flat_to_arrayrecord(global_arrays) if start_round < num_rounds else None
   try:
     for rnd in range(start_round + 1, num_rounds + 1):
       t0 = time.time()
       train_config = ConfigRecord({"local-epochs": local_epochs})
-      messages = strategy.configure_train(rnd, flat_to_arrayrecord(global_arrays), train_config, grid)
+      messages = strategy.configure_train(rnd, global_record, train_config, grid)
       replies = grid.send_and_receive(messages, timeout=timeout)
-      new_global, _ = strategy.aggregate_train(rnd, replies)
+      # The aggregate, already serialised by the strategy: sent as is in the next round.
+      global_record, _ = strategy.aggregate_train(rnd, replies)
       report = strategy.last_report
-      if new_global is None:
+      if global_record is None:
         if report is not None:
           round_logger.log(report, time.time() - t0)
         errors = sorted({short_error(c.error) for c in (report.failed + report.dropped)}) if report else []

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fedvssl_jax.federated.arrays import to_float32
+from fedvssl_jax.federated.arrays import flat_float32, in_key_order
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +65,6 @@ def _manager(workdir: str):
   return ocp.CheckpointManager(server_dir(workdir), options=options)
 
 
-def _flat32(d: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  return {k: np.ascontiguousarray(to_float32(k, v)) for k, v in d.items()}
-
-
-def _ordered(arrays: dict[str, np.ndarray], keys: list[str] | None) -> dict[str, np.ndarray]:
-  if keys and set(keys) == set(arrays):
-    return {k: arrays[k] for k in keys}
-  return arrays
-
-
 def save_server_state(workdir: str, state: ServerState) -> None:
   """Writes `state` as step `state.round` of `<workdir>/server/` and waits until it is on disk.
 
@@ -88,12 +78,12 @@ def save_server_state(workdir: str, state: ServerState) -> None:
   meta["keys"] = list(state.global_arrays)  # Orbax sorts keys; keep the model's own order
   if state.previous is not None:
     meta["previous_keys"] = list(state.previous)
-  items = dict(global_model=ocp.args.StandardSave(_flat32(state.global_arrays)), meta=ocp.args.JsonSave(meta))
+  items = dict(global_model=ocp.args.StandardSave(flat_float32(state.global_arrays)), meta=ocp.args.JsonSave(meta))
   if state.previous is not None:
-    items["previous"] = ocp.args.StandardSave(_flat32(state.previous))
+    items["previous"] = ocp.args.StandardSave(flat_float32(state.previous))
   meta["has_strategy_arrays"] = bool(state.strategy_arrays)
   if state.strategy_arrays:
-    items["strategy_arrays"] = ocp.args.StandardSave(_flat32(state.strategy_arrays))
+    items["strategy_arrays"] = ocp.args.StandardSave(flat_float32(state.strategy_arrays))
   mngr = _manager(workdir)
   try:
     for step in mngr.all_steps():
@@ -131,10 +121,10 @@ def load_server_state(workdir: str) -> ServerState | None:
       restored = mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # pylint: disable=broad-except
       raise ServerStateError(f"server state {path} is corrupt or unreadable ({type(e).__name__}: {e})") from e
-    previous = (_ordered(_flat32(restored.previous), meta.pop("previous_keys", None))
+    previous = (in_key_order(flat_float32(restored.previous), meta.pop("previous_keys", None))
                 if meta.get("has_previous") else None)
-    global_arrays = _ordered(_flat32(restored.global_model), meta.pop("keys", None))
-    extra = _flat32(restored.strategy_arrays) if meta.get("has_strategy_arrays") else None
+    global_arrays = in_key_order(flat_float32(restored.global_model), meta.pop("keys", None))
+    extra = flat_float32(restored.strategy_arrays) if meta.get("has_strategy_arrays") else None
     return ServerState(round=int(meta.get("round", step)), global_arrays=global_arrays, previous=previous, meta=meta,
                        strategy_arrays=extra)
   finally:
@@ -147,7 +137,7 @@ def save_final_global(workdir: str, arrays: Mapping[str, np.ndarray]) -> str:
 
   path = final_global_dir(workdir)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(path, _flat32(arrays), force=True)
+    ckptr.save(path, flat_float32(arrays), force=True)
     ckptr.wait_until_finished()
   return path
 
@@ -159,4 +149,4 @@ def load_final_global(path: str) -> dict[str, np.ndarray]:
   if not os.path.isdir(path):
     raise FileNotFoundError(f"no final global model at {path}")
   with ocp.StandardCheckpointer() as ckptr:
-    return _flat32(ckptr.restore(os.path.abspath(path)))
+    return flat_float32(ckptr.restore(os.path.abspath(path)))

@@ -59,7 +59,7 @@ def run_simulation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   os.makedirs(workdir, exist_ok=True)
   from fedvssl_jax.federated.client_app import make_client_app, setup_process_env
 
-  setup_process_env(workdir)
+  setup_process_env()
   os.environ.setdefault("RAY_DEDUP_LOGS", "0")
   fed = config.federated
   num_clients = int(fed.num_clients)

@@ -35,32 +35,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg: comma-separated `key=value` overrides of: strategy (fedavg | fedvssl | flower_baseline), num_rounds,
       num_clients, fraction_train, alpha, beta, local_epochs, min_train_nodes.
   """
-  from fedvssl_jax.config_utils import parse_arg
+  from fedvssl_jax.config_utils import federated_config, parse_arg
 
   a = parse_arg(arg, strategy="fedvssl", num_rounds=2, num_clients=3, fraction_train=1.0, alpha=0.9, beta=1,
                 local_epochs=1, min_train_nodes=2)
   config = ml_collections.ConfigDict()
   config.runner = "federated"
   config.seed = 0
-  config.federated = ml_collections.ConfigDict(dict(
-      trainer="toy",
-      trainer_module="",
-      strategy=a.strategy,
-      alpha=float(a.alpha),
-      beta=int(a.beta),
-      ema_factor=0.5,
-      mix_coeff=0.9,
-      num_clients=int(a.num_clients),
-      num_rounds=int(a.num_rounds),
-      fraction_train=float(a.fraction_train),
-      min_train_nodes=int(a.min_train_nodes),
-      min_available_nodes=0,  # 0: all num_clients in simulation; at least min_train_nodes in deployment
-      local_epochs=int(a.local_epochs),
-      round_timeout_s=600.0,
-      wait_timeout_s=600.0,
-      sampling_seed=0,
-      client_resources=ml_collections.ConfigDict(dict(num_cpus=1, num_gpus=0.0)),
-  ))
+  config.federated = federated_config(True, a.strategy, a.alpha, a.beta)  # the demo's: one CPU per client, no GPU
+  config.federated.update(dict(trainer="toy", num_clients=int(a.num_clients), num_rounds=int(a.num_rounds),
+                               fraction_train=float(a.fraction_train), min_train_nodes=int(a.min_train_nodes),
+                               local_epochs=int(a.local_epochs), round_timeout_s=600.0))
   config.toy = ml_collections.ConfigDict(dict(
       in_dim=6,
       hidden=8,

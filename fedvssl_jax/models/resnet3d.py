@@ -93,12 +93,13 @@ class Stem2p5d(nnx.Module):
     return nnx.relu(self.bn_t(self.conv_t(x)))
 
 
-class Conv3x3x3(nnx.Module):
-  """Plain 3x3x3 conv (padding 1, stride (st,ss,ss)); param path `.../conv/kernel`."""
+class StridedConv(nnx.Module):
+  """One cubic conv with stride (st,ss,ss) and padding k // 2; param path `.../conv/kernel`. k=3: R3D's conv1/conv2;
+  k=1: the shortcut `downsample` (CtP's `downsample.conv`)."""
 
-  def __init__(self, cin: int, cout: int, stride: tuple[int, int], f: _BNFactory):
+  def __init__(self, cin: int, cout: int, k: int, stride: tuple[int, int], f: _BNFactory):
     st, ss = stride
-    self.conv = f.conv(cin, cout, 3, (st, ss, ss), 1)
+    self.conv = f.conv(cin, cout, k, (st, ss, ss), k // 2)
 
   def __call__(self, x):
     return self.conv(x)
@@ -117,32 +118,21 @@ class Conv2Plus1d(nnx.Module):
     return self.conv_t(nnx.relu(self.bn_s(self.conv_s(x))))
 
 
-class Downsample(nnx.Module):
-  """1x1x1 shortcut conv with the block stride; param path `.../downsample/conv/kernel` (CtP's `downsample.conv`)."""
-
-  def __init__(self, cin: int, cout: int, stride: tuple[int, int], f: _BNFactory):
-    st, ss = stride
-    self.conv = f.conv(cin, cout, 1, (st, ss, ss), 0)
-
-  def __call__(self, x):
-    return self.conv(x)
-
-
 class BasicBlock(nnx.Module):
   """ResNet basic block (see module docstring). `mids` = (M1, M2) for (2+1)D convs, None for 3D convs."""
 
   def __init__(self, cin: int, cout: int, stride: tuple[int, int], mids: Optional[tuple[int, int]],
                f: _BNFactory):
     if mids is None:
-      self.conv1 = Conv3x3x3(cin, cout, stride, f)
-      self.conv2 = Conv3x3x3(cout, cout, (1, 1), f)
+      self.conv1 = StridedConv(cin, cout, 3, stride, f)
+      self.conv2 = StridedConv(cout, cout, 3, (1, 1), f)
     else:
       self.conv1 = Conv2Plus1d(cin, mids[0], cout, stride, f)
       self.conv2 = Conv2Plus1d(cout, mids[1], cout, (1, 1), f)
     self.bn1 = f.bn(cout)
     self.bn2 = f.bn(cout)
     if stride != (1, 1) or cin != cout:
-      self.downsample = Downsample(cin, cout, stride, f)
+      self.downsample = StridedConv(cin, cout, 1, stride, f)
       self.downsample_bn = f.bn(cout)
     else:
       self.downsample = None

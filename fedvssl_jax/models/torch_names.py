@@ -42,6 +42,11 @@ _CLS_ALIASES = ("fc", "fc_cls", "cls_head.fc_cls")
 _DEFAULT_PREFIX = {"torchvision": "", "ctp": "backbone."}
 
 
+def default_convention(arch: str) -> str:
+  """torchvision names for torchvision's archs (`r3d_18`, `r2plus1d_18`), CtP names for the others."""
+  return "torchvision" if arch in ("r3d_18", "r2plus1d_18") else "ctp"
+
+
 def _check(arch: str, convention: str) -> None:
   if convention not in CONVENTIONS:
     raise ValueError(f"unknown convention {convention!r}; known: {', '.join(CONVENTIONS)}")
@@ -114,6 +119,17 @@ def _to_numpy(v: Any, name: str) -> np.ndarray:
     raise TypeError(f"state-dict entry {name!r} is not an array: {type(v).__name__}") from e
 
 
+def _convert(arr: np.ndarray, is_kernel: bool, perm: tuple[int, ...], what: str) -> np.ndarray:
+  """Floating arrays as float32; a conv kernel (5-D, else a ValueError starting with `what`) transposed by `perm`."""
+  if np.issubdtype(arr.dtype, np.floating):
+    arr = arr.astype(np.float32)
+  if is_kernel:
+    if arr.ndim != 5:
+      raise ValueError(f"{what}, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr.transpose(perm))
+  return arr
+
+
 def _strip(name: str) -> str:
   for p in ("module.", "backbone."):
     if name.startswith(p):
@@ -171,13 +187,8 @@ def torch_state_to_flat(state: Mapping[str, Any], arch: str, convention: str = "
       unexpected.append(raw_name)
       continue
     key = by_torch[name]
-    arr = _to_numpy(value, raw_name)
-    if np.issubdtype(arr.dtype, np.floating):
-      arr = arr.astype(np.float32)
-    if key.endswith("kernel"):
-      if arr.ndim != 5:
-        raise ValueError(f"conv weight {raw_name!r} must be 5-D (O, I, kT, kH, kW), got shape {arr.shape}")
-      arr = np.ascontiguousarray(arr.transpose(2, 3, 4, 1, 0))
+    arr = _convert(_to_numpy(value, raw_name), key.endswith("kernel"), (2, 3, 4, 1, 0),
+                   f"conv weight {raw_name!r} must be 5-D (O, I, kT, kH, kW)")
     if check_shapes and tuple(arr.shape) != tuple(template[key].shape):
       want = tuple(template[key].shape)
       if key.endswith("kernel"):
@@ -223,13 +234,8 @@ def flat_to_torch_state(backbone_flat: Mapping[str, Any], arch: str, convention:
   names = name_map(backbone_flat, convention)
   out: dict[str, np.ndarray] = {}
   for key, value in backbone_flat.items():
-    arr = np.asarray(value)
-    if np.issubdtype(arr.dtype, np.floating):
-      arr = arr.astype(np.float32)
-    if key.endswith("kernel"):
-      if arr.ndim != 5:
-        raise ValueError(f"conv kernel {key!r} must be 5-D (kT, kH, kW, I, O), got shape {arr.shape}")
-      arr = np.ascontiguousarray(arr.transpose(4, 3, 0, 1, 2))
+    arr = _convert(np.asarray(value), key.endswith("kernel"), (4, 3, 0, 1, 2),
+                   f"conv kernel {key!r} must be 5-D (kT, kH, kW, I, O)")
     name = prefix + names[key]
     out[name] = arr
     if key.endswith("/var"):

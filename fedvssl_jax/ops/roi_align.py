@@ -132,8 +132,7 @@ def roi_align(features: jax.Array,
     raise ValueError(f"fedvssl_jax/ops/roi_align.py: output_size must be positive, got {(out_h, out_w)}")
   _, height, width, _ = features.shape
   dtype = jnp.promote_types(features.dtype, jnp.float32)
-  rois_c = rois  # Kept for the concrete-value check below.
-  rois = jnp.asarray(rois, dtype)
+  rois = jnp.asarray(rois, dtype)  # Stays a tracer under jit, concrete otherwise.
 
   offset = 0.5 if aligned else 0.0
   batch_idx = rois[:, 0].astype(jnp.int32)
@@ -156,7 +155,7 @@ def roi_align(features: jax.Array,
     grid_w = jnp.ceil(roi_w / out_w).astype(jnp.int32)
     if max_adaptive_grid is not None:
       max_gh, max_gw = _pair(max_adaptive_grid, "max_adaptive_grid")
-    elif _is_concrete(rois_c) and rois.shape[0] > 0:
+    elif _is_concrete(rois) and rois.shape[0] > 0:
       max_gh = max(int(np.max(np.asarray(grid_h))), 1)
       max_gw = max(int(np.max(np.asarray(grid_w))), 1)
     else:

@@ -7,6 +7,9 @@ A pretext task (registered in `fedvssl_jax.pretext.PRETEXT_TASKS`) is an object 
   make_model(model_config, *, rngs) -> PretextModel   (nnx.Module with `backbone` and `head` attributes)
   loss_fn(model, batch, rng) -> (loss, metrics)       (pure; metrics are float32 scalars)
 
+`ClassificationTask` is the shared implementation of the tasks whose head classifies pooled backbone features
+(VCOP, Speed): pooled backbone, `model(video, rng) -> logits`, cross-entropy on `batch["label"]`.
+
 Colour ops follow microsoft/CtP `pyvrl/datasets/transforms/color.py` and work on float32 clips with values in
 [0, 255] (any channel order for brightness / contrast; RGB for the hue/saturation op, which is the same as CtP's
 BGR op on BGR frames). Every op draws its parameters once per clip from the given `np.random.Generator`.
@@ -15,12 +18,16 @@ BGR op on BGR frames). Every op draws its parameters once per clip from the give
 from __future__ import annotations
 
 import abc
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from fedvssl_jax.losses.classification import accuracy, cross_entropy
+from input_pipeline import transforms
 
 Metrics = Dict[str, jax.Array]
 
@@ -59,6 +66,11 @@ class _Required:
 REQUIRED = _Required()
 
 
+def config_getter(config: Any, where: str) -> Callable[[str, Any], Any]:
+  """`get(key, default)`: `cfg_get(config, key, default, where=where)`."""
+  return lambda key, default: cfg_get(config, key, default, where=where)
+
+
 def to_plain_dict(config: Any) -> Dict[str, Any]:
   """A shallow plain-dict copy of a dict / ConfigDict (None -> {})."""
   if config is None:
@@ -78,8 +90,9 @@ class PretextModel(nnx.Module):
   Subclasses define `__call__` (the task forward pass); `loss_fn` of the task calls it.
   """
 
-  backbone: nnx.Module
-  head: nnx.Module
+  def __init__(self, backbone: nnx.Module, head: nnx.Module):
+    self.backbone = backbone
+    self.head = head
 
 
 class ClipBuilder(abc.ABC):
@@ -100,13 +113,19 @@ class ClipBuilder(abc.ABC):
 
 
 class PretextTask(abc.ABC):
-  """Interface of a pretext task (see the module docstring)."""
+  """Interface of a pretext task (see the module docstring).
+
+  Attributes:
+    name: registry name.
+    builder_cls: the task's `ClipBuilder`, constructed as `builder_cls(task_config)` by `make_builder`.
+  """
 
   name: str = ""
+  builder_cls: type
 
-  @abc.abstractmethod
   def make_builder(self, task_config: Any) -> ClipBuilder:
     """Data builder for `task_config` (clip_len, crop_size, ...; see the task's docstring)."""
+    return self.builder_cls(task_config)
 
   @abc.abstractmethod
   def make_model(self, model_config: Any, *, rngs: nnx.Rngs) -> PretextModel:
@@ -120,6 +139,44 @@ class PretextTask(abc.ABC):
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
     """Per-example array shapes and dtypes the builder produces (for dummy batches and shape checks)."""
     raise NotImplementedError
+
+
+class ClassificationTask(PretextTask):
+  """A task whose head classifies pooled backbone features (VCOP, Speed).
+
+  Subclasses set `name`, `builder_cls`, `model_cls` (built as `model_cls(backbone, head)`, called as
+  `model(video, rng) -> logits [B, C]`) and `source` (the module path named in errors), and define `make_head`.
+  The backbone is built with `output="pooled"`; the loss is the cross-entropy of the logits against the int
+  `batch["label"]`, with metrics loss, loss_cls and accuracy.
+  """
+
+  model_cls: type
+  source: str
+
+  @abc.abstractmethod
+  def make_head(self, in_features: int, get: Callable[[str, Any], Any], *, rngs: nnx.Rngs) -> nnx.Module:
+    """The head on `in_features`-wide pooled features; `get(key, default)` reads the model config."""
+
+  def make_model(self, model_config: Any, *, rngs: nnx.Rngs) -> PretextModel:
+    where = f"{self.source}: model_config"
+    backbone = build_task_backbone(model_config, rngs=rngs, where=where, defaults={}, forced={"output": "pooled"})
+    head = self.make_head(backbone_width(backbone, "feature_dim", where), config_getter(model_config, where),
+                          rngs=rngs)
+    return self.model_cls(backbone, head)
+
+  def loss_fn(self, model: PretextModel, batch: Mapping[str, jax.Array],
+              rng: Optional[jax.Array] = None) -> Tuple[jax.Array, Metrics]:
+    logits = model(batch["video"], rng)
+    labels = jnp.asarray(batch["label"]).reshape(-1).astype(jnp.int32)
+    loss = cross_entropy(logits, labels)
+    return loss, {"loss": loss, "loss_cls": loss, "accuracy": accuracy(logits, labels)}
+
+
+def train_dropout(dropout: nnx.Dropout, x: jax.Array, rng: Optional[jax.Array], where: str) -> jax.Array:
+  """`dropout(x, rngs=rng)`; in train mode `rng` (the task's `loss_fn` key) is required."""
+  if not dropout.deterministic and rng is None:
+    raise ValueError(f"{where} in train mode needs a dropout rng (loss_fn(model, batch, rng))")
+  return dropout(x, rngs=rng)
 
 
 def build_task_backbone(model_config: Any, *, rngs: nnx.Rngs, defaults: Mapping[str, Any],
@@ -328,8 +385,6 @@ def dynamic_contrast(clip: np.ndarray, rng: np.random.Generator, prob: float, de
 
 def scale_to(clip: np.ndarray, size_wh: Sequence[int]) -> np.ndarray:
   """CtP `GroupScale` with a (long, short) pair: (w, h) = size_wh for landscape frames, swapped for portrait."""
-  from input_pipeline import transforms
-
   w, h = int(size_wh[0]), int(size_wh[1])
   if clip.shape[1] > clip.shape[2]:
     w, h = h, w

@@ -51,11 +51,9 @@ from fedvssl_jax.losses.ctp import DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS, ct
 from fedvssl_jax.ops.roi_align import roi_align
 from fedvssl_jax.pretext import base
 from fedvssl_jax.pretext.ctp_patch_mask import patch_mask
+from input_pipeline import samplers, transforms
 
 _FILE = "fedvssl_jax/pretext/ctp.py"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 CTP_SPATIAL_DOWNSAMPLE = (False, True, True, False)
 CTP_TEMPORAL_DOWNSAMPLE = (False, True, True, True)
@@ -73,7 +71,7 @@ class CtPBuilder(base.ClipBuilder):
 
   def __init__(self, task_config: Any = None):
     where = f"{_FILE}: task_config"
-    get = lambda key, default: base.cfg_get(task_config, key, default, where=where)  # noqa: E731
+    get = base.config_getter(task_config, where)
     self.clip_len = int(get("clip_len", 16))
     self.strides = tuple(int(s) for s in get("strides", (1, 2, 3, 4, 5)))
     self.temporal_jitter = bool(get("temporal_jitter", True))
@@ -88,8 +86,8 @@ class CtPBuilder(base.ClipBuilder):
     self.hue_saturation = tuple(float(v) for v in get("hue_saturation", (0.25, 12.0, 0.1)))
     self.dynamic_brightness = tuple(float(v) for v in get("dynamic_brightness", (0.5, 30.0)))
     self.dynamic_contrast = tuple(float(v) for v in get("dynamic_contrast", (0.5, 0.12)))
-    self.mean = tuple(get("mean", IMAGENET_MEAN))
-    self.std = tuple(get("std", IMAGENET_STD))
+    self.mean = tuple(get("mean", transforms.IMAGENET_MEAN))
+    self.std = tuple(get("std", transforms.IMAGENET_STD))
     self.min_frames = int(get("min_frames", 1))
     if self.clip_len < 2:
       raise ValueError(f"{where}: clip_len must be >= 2 for CtP, got {self.clip_len}")
@@ -98,8 +96,6 @@ class CtPBuilder(base.ClipBuilder):
                        "need (prob, delta)")
 
   def build(self, reader: Any, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    from input_pipeline import samplers, transforms
-
     where = f"{_FILE}: CtPBuilder"
     indices = samplers.random_stride_indices(reader.num_frames, self.clip_len, self.strides, rng,
                                              temporal_jitter=self.temporal_jitter)
@@ -112,10 +108,9 @@ class CtPBuilder(base.ClipBuilder):
     x = base.random_hue_saturation(clip, rng, *self.hue_saturation)
     x = base.dynamic_brightness(x, rng, *self.dynamic_brightness)
     x = base.dynamic_contrast(x, rng, *self.dynamic_contrast)
-    video = transforms.normalize(x, self.mean, self.std).astype(np.float32)
     return {
-        "video": video,
-        "gt_trajs": gt_trajs.astype(np.float32),
+        "video": transforms.normalize(x, self.mean, self.std),
+        "gt_trajs": gt_trajs,
         "gt_weights": np.ones(gt_trajs.shape[:2], np.float32),
     }
 
@@ -196,8 +191,7 @@ class CtPModel(base.PretextModel):
 
   def __init__(self, backbone: nnx.Module, head: CtPHead, target_means: Sequence[float] = DEFAULT_TARGET_MEANS,
                target_stds: Sequence[float] = DEFAULT_TARGET_STDS):
-    self.backbone = backbone
-    self.head = head
+    super().__init__(backbone, head)
     self.target_means = tuple(float(v) for v in target_means)
     self.target_stds = tuple(float(v) for v in target_stds)
 
@@ -226,13 +220,11 @@ class CtPTask(base.PretextTask):
   """The CtP pretext task (registered as "ctp")."""
 
   name = "ctp"
-
-  def make_builder(self, task_config: Any) -> CtPBuilder:
-    return CtPBuilder(task_config)
+  builder_cls = CtPBuilder
 
   def make_model(self, model_config: Any, *, rngs: nnx.Rngs) -> CtPModel:
     where = f"{_FILE}: model_config"
-    get = lambda key, default: base.cfg_get(model_config, key, default, where=where)  # noqa: E731
+    get = base.config_getter(model_config, where)
     backbone = base.build_task_backbone(
         model_config, rngs=rngs, where=where,
         defaults={"spatial_downsample": CTP_SPATIAL_DOWNSAMPLE, "temporal_downsample": CTP_TEMPORAL_DOWNSAMPLE},
@@ -263,7 +255,7 @@ class CtPTask(base.PretextTask):
     return loss, {"loss": loss, **terms}
 
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
-    b = CtPBuilder(task_config)
+    b = self.make_builder(task_config)
     num_rois = int(b.patch_mask_kwargs.get("num_rois", 3))
     return {"video": ((b.clip_len, b.crop_size, b.crop_size, 3), np.float32),
             "gt_trajs": ((num_rois, b.clip_len, 4), np.float32),

@@ -29,20 +29,18 @@ loss_cls, accuracy.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fedvssl_jax.losses.classification import accuracy, cross_entropy
 from fedvssl_jax.pretext import base
+from input_pipeline import samplers, transforms
 
 _FILE = "fedvssl_jax/pretext/speed.py"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SPEED_STRIDES = (-4, -2, -1, 0, 1, 2, 4)
 
 
@@ -51,7 +49,7 @@ class SpeedBuilder(base.ClipBuilder):
 
   def __init__(self, task_config: Any = None):
     where = f"{_FILE}: task_config"
-    get = lambda key, default: base.cfg_get(task_config, key, default, where=where)  # noqa: E731
+    get = base.config_getter(task_config, where)
     self.clip_len = int(get("clip_len", 16))
     self.strides = tuple(int(s) for s in get("strides", SPEED_STRIDES))
     if not self.strides:
@@ -63,8 +61,8 @@ class SpeedBuilder(base.ClipBuilder):
     self.contrast = tuple(float(v) for v in get("contrast", (0.2, 0.2)))
     self.hue_saturation = tuple(float(v) for v in get("hue_saturation", (0.2, 12.0, 0.1)))
     self.crop_size = int(get("crop_size", 112))
-    self.mean = tuple(get("mean", IMAGENET_MEAN))
-    self.std = tuple(get("std", IMAGENET_STD))
+    self.mean = tuple(get("mean", transforms.IMAGENET_MEAN))
+    self.std = tuple(get("std", transforms.IMAGENET_STD))
     self.min_frames = int(get("min_frames", 1))
     if len(self.brightness) != 2 or len(self.contrast) != 2 or len(self.hue_saturation) != 3:
       raise ValueError(f"{where}: brightness / contrast need (prob, delta), hue_saturation (prob, hue, sat)")
@@ -74,8 +72,6 @@ class SpeedBuilder(base.ClipBuilder):
     return len(self.strides)
 
   def build(self, reader: Any, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    from input_pipeline import samplers, transforms
-
     label = int(rng.integers(0, len(self.strides)))
     idx = samplers.speed_indices(reader.num_frames, self.clip_len, self.strides[label], rng)
     clip = base.check_reader_frames(reader.read(idx), self.clip_len, f"{_FILE}: SpeedBuilder")
@@ -86,8 +82,7 @@ class SpeedBuilder(base.ClipBuilder):
     x = base.random_brightness(clip, rng, *self.brightness)
     x = base.random_contrast(x, rng, *self.contrast)
     x = base.random_hue_saturation(x, rng, *self.hue_saturation)
-    video = transforms.normalize(x, self.mean, self.std).astype(np.float32)
-    return {"video": video, "label": np.int32(label)}
+    return {"video": transforms.normalize(x, self.mean, self.std), "label": np.int32(label)}
 
 
 class SpeedHead(nnx.Module):
@@ -103,48 +98,29 @@ class SpeedHead(nnx.Module):
     """feats [B, D] -> logits float32 [B, num_classes]; `rng` is the dropout key (train mode)."""
     if feats.ndim != 2 or feats.shape[-1] != self.in_features:
       raise ValueError(f"{_FILE}: SpeedHead expects [B, {self.in_features}], got {feats.shape}")
-    if not self.dropout.deterministic and rng is None:
-      raise ValueError(f"{_FILE}: SpeedHead in train mode needs a dropout rng (loss_fn(model, batch, rng))")
-    return self.fc(self.dropout(feats.astype(jnp.float32), rngs=rng))
+    return self.fc(base.train_dropout(self.dropout, feats.astype(jnp.float32), rng, f"{_FILE}: SpeedHead"))
 
 
 class SpeedModel(base.PretextModel):
   """Backbone (pooled output) + `SpeedHead`."""
-
-  def __init__(self, backbone: nnx.Module, head: SpeedHead):
-    self.backbone = backbone
-    self.head = head
 
   def __call__(self, video: jax.Array, rng: Optional[jax.Array] = None) -> jax.Array:
     """video [B, T, H, W, 3] -> logits [B, num_classes]."""
     return self.head(self.backbone(video), rng)
 
 
-class SpeedTask(base.PretextTask):
+class SpeedTask(base.ClassificationTask):
   """The Speed pretext task (registered as "speed")."""
 
   name = "speed"
+  builder_cls = SpeedBuilder
+  model_cls = SpeedModel
+  source = _FILE
 
-  def make_builder(self, task_config: Any) -> SpeedBuilder:
-    return SpeedBuilder(task_config)
-
-  def make_model(self, model_config: Any, *, rngs: nnx.Rngs) -> SpeedModel:
-    where = f"{_FILE}: model_config"
-    get = lambda key, default: base.cfg_get(model_config, key, default, where=where)  # noqa: E731
-    backbone = base.build_task_backbone(model_config, rngs=rngs, where=where, defaults={},
-                                        forced={"output": "pooled"})
-    head = SpeedHead(base.backbone_width(backbone, "feature_dim", where),
-                     num_classes=int(get("num_classes", len(SPEED_STRIDES))), dropout=float(get("dropout", 0.5)),
-                     rngs=rngs)
-    return SpeedModel(backbone, head)
-
-  def loss_fn(self, model: SpeedModel, batch: Mapping[str, jax.Array],
-              rng: Optional[jax.Array] = None) -> Tuple[jax.Array, base.Metrics]:
-    logits = model(batch["video"], rng)
-    labels = jnp.asarray(batch["label"]).reshape(-1).astype(jnp.int32)
-    loss = cross_entropy(logits, labels)
-    return loss, {"loss": loss, "loss_cls": loss, "accuracy": accuracy(logits, labels)}
+  def make_head(self, in_features: int, get: Callable[[str, Any], Any], *, rngs: nnx.Rngs) -> SpeedHead:
+    return SpeedHead(in_features, num_classes=int(get("num_classes", len(SPEED_STRIDES))),
+                     dropout=float(get("dropout", 0.5)), rngs=rngs)
 
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
-    b = SpeedBuilder(task_config)
+    b = self.make_builder(task_config)
     return {"video": ((b.clip_len, b.crop_size, b.crop_size, 3), np.float32), "label": ((), np.int32)}

@@ -30,20 +30,17 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fedvssl_jax.losses.classification import accuracy, cross_entropy
 from fedvssl_jax.pretext import base
+from input_pipeline import samplers, transforms
 
 _FILE = "fedvssl_jax/pretext/vcop.py"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def permutations(tuple_len: int) -> np.ndarray:
@@ -61,7 +58,7 @@ class VCOPBuilder(base.ClipBuilder):
 
   def __init__(self, task_config: Any = None):
     where = f"{_FILE}: task_config"
-    get = lambda key, default: base.cfg_get(task_config, key, default, where=where)  # noqa: E731
+    get = base.config_getter(task_config, where)
     self.clip_len = int(get("clip_len", 16))
     self.tuple_len = int(get("tuple_len", 3))
     interval = get("interval", 8)
@@ -69,8 +66,8 @@ class VCOPBuilder(base.ClipBuilder):
     resize_wh = get("resize_wh", (171, 128))
     self.resize_wh = None if resize_wh is None else (int(resize_wh[0]), int(resize_wh[1]))
     self.crop_size = int(get("crop_size", 112))
-    self.mean = tuple(get("mean", IMAGENET_MEAN))
-    self.std = tuple(get("std", IMAGENET_STD))
+    self.mean = tuple(get("mean", transforms.IMAGENET_MEAN))
+    self.std = tuple(get("std", transforms.IMAGENET_STD))
     self.min_frames = int(get("min_frames", 1))
     if self.tuple_len < 2:
       raise ValueError(f"{where}: tuple_len must be >= 2, got {self.tuple_len}")
@@ -81,18 +78,16 @@ class VCOPBuilder(base.ClipBuilder):
     return len(self.perms)
 
   def build(self, reader: Any, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    from input_pipeline import samplers, transforms
-
     idx = samplers.vcop_tuple_indices(reader.num_frames, self.clip_len, self.tuple_len, self.interval, rng)
     frames = base.check_reader_frames(reader.read(idx.reshape(-1)), idx.size, f"{_FILE}: VCOPBuilder")
     if self.resize_wh is not None:
       frames = base.scale_to(frames, self.resize_wh)
     frames = transforms.random_crop(frames, self.crop_size, rng)
-    video = transforms.normalize(frames, self.mean, self.std).astype(np.float32)
-    video = video.reshape((self.tuple_len, self.clip_len) + video.shape[1:])
     label = int(rng.integers(0, len(self.perms)))
-    video = video[self.perms[label]]
-    return {"video": np.ascontiguousarray(video), "label": np.int32(label)}
+    # Shuffle the uint8 clips (one copy), then normalise once into the output.
+    clips = frames.reshape((self.tuple_len, self.clip_len) + frames.shape[1:])[self.perms[label]]
+    video = transforms.normalize(clips.reshape(frames.shape), self.mean, self.std)
+    return {"video": video.reshape(clips.shape), "label": np.int32(label)}
 
 
 class VCOPHead(nnx.Module):
@@ -121,18 +116,11 @@ class VCOPHead(nnx.Module):
     second = jnp.array([j for _, j in self.pairs])
     pair_feats = jnp.concatenate([feats[:, first], feats[:, second]], axis=-1)     # [B, P, 2D]
     h = jax.nn.relu(self.fc1(pair_feats)).reshape(feats.shape[0], -1)               # [B, P * hidden]
-    if not self.dropout.deterministic and rng is None:
-      raise ValueError(f"{_FILE}: VCOPHead in train mode needs a dropout rng (loss_fn(model, batch, rng))")
-    h = self.dropout(h, rngs=rng)
-    return self.fc2(h)
+    return self.fc2(base.train_dropout(self.dropout, h, rng, f"{_FILE}: VCOPHead"))
 
 
 class VCOPModel(base.PretextModel):
   """Backbone (pooled output) applied to every clip + `VCOPHead`."""
-
-  def __init__(self, backbone: nnx.Module, head: VCOPHead):
-    self.backbone = backbone
-    self.head = head
 
   def __call__(self, video: jax.Array, rng: Optional[jax.Array] = None) -> jax.Array:
     """video [B, tuple_len, T, H, W, 3] -> order logits [B, tuple_len!] (the backbone sees B * tuple_len clips)."""
@@ -143,31 +131,19 @@ class VCOPModel(base.PretextModel):
     return self.head(feats.reshape(b, n, -1), rng)
 
 
-class VCOPTask(base.PretextTask):
+class VCOPTask(base.ClassificationTask):
   """The VCOP pretext task (registered as "vcop")."""
 
   name = "vcop"
+  builder_cls = VCOPBuilder
+  model_cls = VCOPModel
+  source = _FILE
 
-  def make_builder(self, task_config: Any) -> VCOPBuilder:
-    return VCOPBuilder(task_config)
-
-  def make_model(self, model_config: Any, *, rngs: nnx.Rngs) -> VCOPModel:
-    where = f"{_FILE}: model_config"
-    get = lambda key, default: base.cfg_get(model_config, key, default, where=where)  # noqa: E731
-    backbone = base.build_task_backbone(model_config, rngs=rngs, where=where, defaults={},
-                                        forced={"output": "pooled"})
-    head = VCOPHead(base.backbone_width(backbone, "feature_dim", where), tuple_len=int(get("tuple_len", 3)),
-                    hidden_channels=int(get("hidden_channels", 512)), dropout=float(get("dropout", 0.5)), rngs=rngs)
-    return VCOPModel(backbone, head)
-
-  def loss_fn(self, model: VCOPModel, batch: Mapping[str, jax.Array],
-              rng: Optional[jax.Array] = None) -> Tuple[jax.Array, base.Metrics]:
-    logits = model(batch["video"], rng)
-    labels = jnp.asarray(batch["label"]).reshape(-1).astype(jnp.int32)
-    loss = cross_entropy(logits, labels)
-    return loss, {"loss": loss, "loss_cls": loss, "accuracy": accuracy(logits, labels)}
+  def make_head(self, in_features: int, get: Callable[[str, Any], Any], *, rngs: nnx.Rngs) -> VCOPHead:
+    return VCOPHead(in_features, tuple_len=int(get("tuple_len", 3)), hidden_channels=int(get("hidden_channels", 512)),
+                    dropout=float(get("dropout", 0.5)), rngs=rngs)
 
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
-    b = VCOPBuilder(task_config)
+    b = self.make_builder(task_config)
     return {"video": ((b.tuple_len, b.clip_len, b.crop_size, b.crop_size, 3), np.float32),
             "label": ((), np.int32)}

@@ -9,7 +9,6 @@ deployment). At the end the ServerApp exports the final global model's backbone 
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import ml_collections
@@ -75,17 +74,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     goca_trainer.ensure_flow(config, splits)
     goca_trainer.load_or_make_prototypes(config)
   fed = simulation.run_simulation(config, workdir)
-  final_arrays = server_state.load_final_global(fed["final_global"])
   results: dict[str, Any] = {"federated": {k: fed[k] for k in ("rounds", "resumed_from", "final_global",
                                                                "final_global_loss") if k in fed}}
-  model = final_model(config, final_arrays)
+  exported = fed["export"]  # written by the ServerApp (export_final_global)
   if goca:
-    results.update(goca_trainer.export_and_evaluate(config, workdir, model, splits))
+    results["export"] = exported
+    model = final_model(config, server_state.load_final_global(fed["final_global"]))
+    results.update(goca_trainer.evaluate_knn(config, model, splits))
   else:
     from fedvssl_jax.train import pretext
 
-    export_dir = ((fed.get("export") or {}).get("rgb")  # written by the ServerApp
-                  or pretext.export_backbone(config, workdir, state_lib.module_weights(model.backbone)))
+    export_dir = exported["rgb"]
     results["export"] = export_dir
     if config.knn.enabled:
       mesh = mesh_lib.make_mesh(config.get("mesh"))

@@ -35,61 +35,43 @@ from input_pipeline import flow as flow_lib
 from input_pipeline import pipeline
 
 
-def _flow_roots(records) -> dict[str, str]:
-  """{videos dir: flow dir} of the records' flow paths, by GOCA's videos/ -> videos_flow/ rule."""
-  roots = {}
-  for r in records:
-    parts = os.path.abspath(r.path).split(os.sep)
-    if "videos" not in parts[:-1]:
-      raise ConfigError(f"cannot place the flow video of {r.path} (no 'videos' folder): set config.data.flow_template "
-                        "and make the flow videos with scripts/extract_flow.py")
-    i = len(parts) - 2 - parts[:-1][::-1].index("videos")
-    videos_dir = os.sep.join(parts[:i + 1])
-    roots[videos_dir] = os.path.join(os.path.dirname(videos_dir), "videos_flow")
-  return roots
-
-
 def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits) -> None:
   """Makes missing flow videos (when `config.flow.extract_missing`), else checks they exist.
 
-  With `extract_missing`, a flow folder recorded (`flow_params.json`) with other settings than `config.flow` (e.g. a
-  cached demo folder from an older release) is remade, so a run never mixes flow of two encodings.
+  With `extract_missing`, the flow folders (GOCA's videos/ -> videos_flow/ rule) are made with the settings of
+  `config.flow`; a folder recorded (`flow_params.json`) with other settings, e.g. a cached demo folder made by an
+  older release, is remade, so a run never mixes flow of two encodings. A folder without a record is trusted.
   """
   records = splits.train + splits.test
   missing = [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
-  f = config.flow
-  params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **f.tvl1.to_dict())
-  short_side = f.short_side or None
-  bound = float(f.get("bound", flow_lib.FLOW_BOUND))
-  crf = 8
-  if not f.extract_missing:
+  if not config.flow.extract_missing or config.data.get("flow_template", ""):
     if missing:
+      how = ("config.data.flow_template is set, so they are not made here" if config.flow.extract_missing
+             else "or set config.flow.extract_missing=True")
       raise ConfigError(
           f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "
-          f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` or set "
-          "config.flow.extract_missing=True")
+          f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` ({how})")
     return
-  wanted = flow_lib.flow_settings(short_side, params, bound, crf, None)
-  stale = set()
-  if config.data.get("flow_template", ""):
-    roots = {}  # flow placed by a template: only the missing ones could be made, and there is nowhere to put them
-    if missing:
-      raise ConfigError(f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path} (config.data."
-                        "flow_template is set, so they are not made here): make them with scripts/extract_flow.py")
-  else:
-    roots = _flow_roots(missing)
-    for videos_dir, out_dir in _flow_roots(records).items():
-      recorded = flow_lib.read_flow_settings(out_dir)
-      if recorded is not None and recorded != wanted:
-        stale.add(videos_dir)
-        roots[videos_dir] = out_dir
-  for videos_dir, out_dir in sorted(roots.items()):
-    why = "settings changed, remaking" if videos_dir in stale else "missing"
-    print(f"extracting optical flow ({why}): {videos_dir} -> {out_dir}", flush=True)
-    report = flow_lib.extract_flow_folder(videos_dir, out_dir, short_side=short_side, workers=f.workers or None,
-                                          params=params, crf=crf, bound=bound, overwrite=videos_dir in stale)
-    if report["failed"]:
-      print(f"flow extraction failed for {len(report['failed'])} videos, e.g. {report['failed'][0]}", flush=True)
+  f = config.flow
+  params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **f.tvl1.to_dict())
+  kwargs = dict(short_side=f.short_side or None, params=params, bound=float(f.bound), max_frames=None)
+  wanted = flow_lib.flow_settings(crf=8, **kwargs)  # 8: extract_flow_folder's default
+  missing_paths = {r.path for r in missing}
+  roots: dict[tuple[str, str], bool] = {}  # (videos root, flow root) -> has a missing flow video
+  for r in records:
+    try:
+      root = flow_lib.flow_root_for(r.path)
+    except ValueError as e:
+      raise ConfigError(f"{e}: set config.data.flow_template and make the flow videos with "
+                        "scripts/extract_flow.py") from None
+    roots[root] = roots.get(root, False) or r.path in missing_paths
+  for (videos_dir, out_dir), has_missing in sorted(roots.items()):
+    if has_missing or flow_lib.read_flow_settings(out_dir) not in (None, wanted):
+      print(f"extracting optical flow: {videos_dir} -> {out_dir}", flush=True)
+      report = flow_lib.extract_flow_folder(videos_dir, out_dir, workers=f.workers or None,
+                                            remake_other_settings=True, **kwargs)
+      if report["failed"]:
+        print(f"flow extraction failed for {len(report['failed'])} videos, e.g. {report['failed'][0]}", flush=True)
 
 
 def load_or_make_prototypes(config: ml_collections.ConfigDict) -> np.ndarray:
@@ -197,13 +179,9 @@ def knn_two_stream(model: GOCAModel, config, splits, mesh, desc: str) -> dict[st
   """
   feature_fn = knn_lib.stream_view_features((("video", model.backbone.rgb), ("flow", model.backbone.flow)), mesh,
                                             per_stream=True)
-  builder = knn_lib.knn_test_builder(config.knn, with_flow=True)
-  args = dict(mesh=mesh, batch_size=config.knn.batch_size, num_workers=config.data.num_workers,
-              inputs=("video", "flow"))
-  g, gl = knn_lib.extract_video_features(feature_fn, splits.train, builder, desc=f"{desc} gallery", **args)
-  q, ql = knn_lib.extract_video_features(feature_fn, splits.test, builder, desc=f"{desc} queries", **args)
-  return {name: knn_lib.recall_at_k(q[:, i], ql, g[:, i], gl, mean_center=config.knn.mean_center)
-          for i, name in enumerate(("rgb+flow", "rgb", "flow"))}
+  return knn_lib.knn_retrieval(feature_fn, splits, knn_lib.knn_test_builder(config.knn, with_flow=True), mesh,
+                               config.knn.batch_size, config.data.num_workers, config.knn.mean_center,
+                               inputs=("video", "flow"), desc=desc, names=("rgb+flow", "rgb", "flow"))
 
 
 def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel) -> dict[str, str]:
@@ -218,24 +196,31 @@ def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOC
   return out
 
 
+def evaluate_knn(config: ml_collections.ConfigDict, model: GOCAModel,
+                 splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
+  """kNN of the trained and of a randomly initialised model when `config.knn.enabled` (else {}).
+
+  Returns `knn`, the two-stream R@k (the protocol) of the pretrained and the random-init model, and `knn_per_stream`,
+  each stream's own R@k. `splits` come from a caller that has already run `ensure_flow` on them; without them the
+  splits are loaded and their flow videos made / checked here.
+  """
+  if not config.knn.enabled:
+    return {}
+  if splits is None:
+    splits = datasets.load_splits(config.data)
+    ensure_flow(config, splits)
+  mesh = mesh_lib.make_mesh(config.get("mesh"))
+  random_model = build_model(config, nnx.Rngs(config.seed))
+  pretrained = knn_two_stream(model, config, splits, mesh, "knn pretrained")
+  random_init = knn_two_stream(random_model, config, splits, mesh, "knn random init")
+  return {"knn": {"pretrained": pretrained.pop("rgb+flow"), "random_init": random_init.pop("rgb+flow")},
+          "knn_per_stream": {"pretrained": pretrained, "random_init": random_init}}
+
+
 def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel,
                         splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
-  """Exports both backbones and (if enabled) runs kNN of the trained and of a randomly initialised model.
-
-  `knn` holds the two-stream R@k (the protocol) of the pretrained and the random-init model; `knn_per_stream` each
-  stream's own R@k.
-  """
-  out: dict[str, Any] = {"export": export_backbones(config, workdir, model)}
-  if config.knn.enabled:
-    splits = splits or datasets.load_splits(config.data)
-    ensure_flow(config, splits)
-    mesh = mesh_lib.make_mesh(config.get("mesh"))
-    random_model = build_model(config, nnx.Rngs(config.seed))
-    pretrained = knn_two_stream(model, config, splits, mesh, "knn pretrained")
-    random_init = knn_two_stream(random_model, config, splits, mesh, "knn random init")
-    out["knn"] = {"pretrained": pretrained.pop("rgb+flow"), "random_init": random_init.pop("rgb+flow")}
-    out["knn_per_stream"] = {"pretrained": pretrained, "random_init": random_init}
-  return out
+  """Exports both backbones (`export`) and runs `evaluate_knn` (`knn`, `knn_per_stream`)."""
+  return {"export": export_backbones(config, workdir, model), **evaluate_knn(config, model, splits)}
 
 
 def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, steps_per_epoch: int,
