@@ -6,6 +6,9 @@ Layout: activations are NTHWC (`[batch, time, height, width, channels]`); conv k
 * `conv3d` builds an `nnx.Conv` with **explicit symmetric padding** (never 'SAME', whose stride-2 padding differs from
   PyTorch's) and PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")` init (untruncated normal,
   std = sqrt(2 / (Cout * kT * kH * kW))).
+* `conv_general_dilated` is `lax.conv_general_dilated`, except that on the CPU backend a 3-D convolution runs as a sum
+  of kT 2-D convolutions over frames: XLA's CPU 3-D convolution is 3-25x slower (a strided 3x7x7 stem 20x) than
+  its 2-D one, which made CPU demos and tests crawl. Same maths; `FEDVSSL_CONV3D=native` turns it off.
 * `BatchNorm` is a BatchNorm over the last axis with PyTorch semantics: statistics in float32 even under a bfloat16
   compute dtype, running variance updated with the *unbiased* batch variance (as `torch.nn.BatchNorm3d`), momentum in
   Flax's convention (`momentum=0.9` == PyTorch `momentum=0.1`). Params `scale`, `bias`; batch stats `mean`, `var`
@@ -16,12 +19,14 @@ Layout: activations are NTHWC (`[batch, time, height, width, channels]`); conv k
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax import lax
 
 Dtype = Any
 
@@ -94,6 +99,59 @@ def canonical_dtype(dtype: Optional[Dtype]) -> Optional[jnp.dtype]:
   return jnp.dtype(dtype)
 
 
+_CHANNELS_LAST_3D = lax.ConvDimensionNumbers(lhs_spec=(0, 4, 1, 2, 3), rhs_spec=(4, 3, 0, 1, 2),
+                                              out_spec=(0, 4, 1, 2, 3))
+CONV3D_ENV = "FEDVSSL_CONV3D"  # "auto" (default: per-frame 2-D convs on CPU), "native" or "per_frame" (always)
+
+
+def _conv3d_per_frame(lhs: jax.Array, rhs: jax.Array, strides: Sequence[int], padding: Sequence[tuple[int, int]],
+                      **kwargs: Any) -> jax.Array:
+  """3-D convolution [N, T, H, W, Cin] * (kT, kH, kW, Cin, Cout) as the sum over the kT kernel slices of 2-D
+  convolutions of temporally shifted (and strided) frame stacks, each folded into the batch axis."""
+  n, t, h, w, c = lhs.shape
+  kt = rhs.shape[0]
+  st = int(strides[0])
+  (pt0, pt1) = padding[0]
+  if pt0 or pt1:
+    lhs = jnp.pad(lhs, ((0, 0), (pt0, pt1), (0, 0), (0, 0), (0, 0)))
+  t_out = (t + pt0 + pt1 - kt) // st + 1
+  if t_out < 1:
+    raise ValueError(f"conv3d: temporal size {t} (padding {padding[0]}) is smaller than the kernel {kt}")
+  out = None
+  for k in range(kt):
+    frames = lhs[:, k:k + st * (t_out - 1) + 1:st]
+    y = lax.conv_general_dilated(frames.reshape((n * t_out, h, w, c)), rhs[k], tuple(strides[1:]),
+                                 [tuple(p) for p in padding[1:]], dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                 **kwargs)
+    out = y if out is None else out + y
+  return out.reshape((n, t_out) + out.shape[1:])
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any,
+                         lhs_dilation: Optional[Sequence[int]] = None, rhs_dilation: Optional[Sequence[int]] = None,
+                         dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision: Any = None, preferred_element_type: Any = None, out_sharding: Any = None
+                         ) -> jax.Array:
+  """`lax.conv_general_dilated` with a fast CPU path for plain channels-last 3-D convolutions (see the module
+  docstring). The per-frame path is taken for 5-D NDHWC inputs without dilation or groups, explicit or "VALID"
+  padding, when `FEDVSSL_CONV3D` is "per_frame", or "auto" (unset) on the CPU backend."""
+  kwargs = dict(precision=precision, preferred_element_type=preferred_element_type)
+  mode = os.environ.get(CONV3D_ENV, "auto")
+  if mode not in ("auto", "native", "per_frame"):
+    raise ValueError(f"{CONV3D_ENV}={mode!r}: expected auto, native or per_frame")
+  per_frame = (mode == "per_frame" or (mode == "auto" and jax.default_backend() == "cpu"))
+  if per_frame and lhs.ndim == 5 and feature_group_count == 1 and batch_group_count == 1 and out_sharding is None:
+    dims = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    pads = [(0, 0)] * 3 if isinstance(padding, str) and padding.upper() == "VALID" else padding
+    if (dims == _CHANNELS_LAST_3D and all(d == 1 for d in (lhs_dilation or (1,))) and
+        all(d == 1 for d in (rhs_dilation or (1,))) and not isinstance(pads, str)):
+      return _conv3d_per_frame(lhs, rhs, window_strides, [tuple(int(v) for v in p) for p in pads], **kwargs)
+  if out_sharding is not None:
+    kwargs["out_sharding"] = out_sharding
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                                  feature_group_count, batch_group_count, **kwargs)
+
+
 def conv3d(in_features: int, out_features: int, kernel_size: int | Sequence[int],
            strides: int | Sequence[int] = 1, padding: int | Sequence[int] = 0, *,
            use_bias: bool = False, dtype: Optional[Dtype] = None,
@@ -117,7 +175,7 @@ def conv3d(in_features: int, out_features: int, kernel_size: int | Sequence[int]
   pads = [(p, p) for p in triple(padding)]
   return nnx.Conv(in_features, out_features, triple(kernel_size), triple(strides), padding=pads,
                   use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, kernel_init=KAIMING_FAN_OUT,
-                  rngs=rngs)
+                  conv_general_dilated=conv_general_dilated, rngs=rngs)
 
 
 class BatchNorm(nnx.Module):

@@ -48,6 +48,7 @@ import numpy as np
 from flax import nnx
 
 from fedvssl_jax.losses.ctp import DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS, ctp_loss, encode_ctp_targets
+from fedvssl_jax.models import layers
 from fedvssl_jax.ops.roi_align import roi_align
 from fedvssl_jax.pretext import base
 from fedvssl_jax.pretext.ctp_patch_mask import patch_mask
@@ -159,7 +160,8 @@ class CtPHead(nnx.Module):
     small = jax.nn.initializers.normal(stddev=0.001)
     self.temporal_conv = nnx.Conv(self.in_channels, hidden, kernel_size=(self.in_temporal_size, 1, 1),
                                   padding="VALID", use_bias=True, kernel_init=kaiming,
-                                  bias_init=jax.nn.initializers.zeros, rngs=rngs)
+                                  bias_init=jax.nn.initializers.zeros,
+                                  conv_general_dilated=layers.conv_general_dilated, rngs=rngs)
     self.fc1 = nnx.Linear(hidden * self.roi_feat_size ** 2, hidden, kernel_init=small,
                           bias_init=jax.nn.initializers.zeros, rngs=rngs)
     self.fc2 = nnx.Linear(hidden, self.num_pred_frames * 4, kernel_init=small,
