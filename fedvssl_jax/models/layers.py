@@ -7,8 +7,9 @@ Layout: activations are NTHWC (`[batch, time, height, width, channels]`); conv k
   PyTorch's) and PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")` init (untruncated normal,
   std = sqrt(2 / (Cout * kT * kH * kW))).
 * `conv_general_dilated` is `lax.conv_general_dilated`, except that on the CPU backend a 3-D convolution runs as a sum
-  of kT 2-D convolutions over frames: XLA's CPU 3-D convolution is 3-25x slower (a strided 3x7x7 stem 20x) than
-  its 2-D one, which made CPU demos and tests crawl. Same maths; `FEDVSSL_CONV3D=native` turns it off.
+  of kT 2-D convolutions over frames: XLA's CPU 3-D convolution is several times slower than its 2-D one, strided
+  ones (the R3D stem) by an order of magnitude, which made CPU demos and tests crawl (docs/benchmarks.md). Same
+  maths; `FEDVSSL_CONV3D=native` turns it off.
 * `BatchNorm` is a BatchNorm over the last axis with PyTorch semantics: statistics in float32 even under a bfloat16
   compute dtype, running variance updated with the *unbiased* batch variance (as `torch.nn.BatchNorm3d`), momentum in
   Flax's convention (`momentum=0.9` == PyTorch `momentum=0.1`). Params `scale`, `bias`; batch stats `mean`, `var`
