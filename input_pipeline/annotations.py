@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 
 class AnnotationError(ValueError):
@@ -135,7 +135,7 @@ def parse_json_list(path) -> list[tuple[str, int, dict]]:
 def read_json_list(path, data_root=None, path_template: str = "{name}", flow_template: str | None = None
                   ) -> list[VideoRecord]:
   """Reads a CtP / FedVSSL JSON list (e.g. ``train_split_1.json``, ``client_dist{k}.json``); labels 1-based -> 0-based."""
-  return load_annotation_source(path, data_root, "json", path_template, flow_template).records
+  return load_annotations(path, data_root, "json", path_template, flow_template)
 
 
 def file_entry(record: VideoRecord) -> dict[str, Any]:
@@ -143,22 +143,29 @@ def file_entry(record: VideoRecord) -> dict[str, Any]:
   return {"name": record.name, "label": record.label + 1} if record.label >= 0 else {"name": record.name}
 
 
-def write_json_list(records_or_entries: Iterable[VideoRecord | dict], path) -> None:
-  """Writes the CtP / FedVSSL JSON format ``[{"name", "label" (1-based)}]``.
+def file_entries(records_or_entries: Iterable[VideoRecord | Mapping[str, Any]]) -> list[dict[str, Any]]:
+  """VideoRecords (0-based labels) or file-format dicts -> ``{"name", "label" (1-based)}`` dicts (copies).
 
-  ``VideoRecord`` labels are 0-based and written +1 (records with label -1 get no "label" key); dict entries are written
-  as given (already in the file format, i.e. 1-based).
+  ``VideoRecord`` labels are written +1 (label -1 gives no "label" key, see ``file_entry``); dicts are taken as given
+  (already in the file format, i.e. 1-based).
+
+  Raises:
+    TypeError: an item is neither a ``VideoRecord`` nor a mapping with a "name" key.
   """
-  entries = []
-  for r in records_or_entries:
+  out = []
+  for i, r in enumerate(records_or_entries):
     if isinstance(r, VideoRecord):
-      entries.append(file_entry(r))
-    elif isinstance(r, dict):
-      if "name" not in r:
-        raise ValueError(f"{path}: entry without a name: {r!r}")
-      entries.append(dict(r))
+      out.append(file_entry(r))
+    elif isinstance(r, Mapping) and "name" in r:
+      out.append(dict(r))
     else:
-      raise TypeError(f"{path}: cannot write {type(r).__name__} as an annotation entry")
+      raise TypeError(f"entry #{i}: expected a VideoRecord or a {{'name', 'label'}} dict, got {r!r}")
+  return out
+
+
+def write_json_list(records_or_entries: Iterable[VideoRecord | Mapping[str, Any]], path) -> None:
+  """Writes the CtP / FedVSSL JSON format ``[{"name", "label" (1-based)}]`` of ``file_entries(records_or_entries)``."""
+  entries = file_entries(records_or_entries)
   path = os.fspath(path)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
@@ -198,7 +205,7 @@ def parse_txt_list(path) -> list[tuple[str, int, int, str]]:
 def read_txt_list(path, data_root=None, path_template: str = "{name}", flow_template: str | None = None
                  ) -> list[VideoRecord]:
   """Reads a CtP txt list ``<name> <label>`` (1-based labels, e.g. CtP's HMDB-51 lists)."""
-  return load_annotation_source(path, data_root, "txt", path_template, flow_template).records
+  return load_annotations(path, data_root, "txt", path_template, flow_template)
 
 
 def write_txt_list(records: Iterable[VideoRecord], path) -> None:
@@ -340,7 +347,7 @@ def parse_kinetics_csv(path, class_index=None) -> tuple[list[tuple[str, int, str
 def read_kinetics_csv(path, data_root=None, path_template: str = "{name}", flow_template: str | None = None,
                       class_index=None) -> list[VideoRecord]:
   """Reads an official Kinetics-400/600/700 CSV (see ``parse_kinetics_csv``); e.g. template ``{name}/RGB_frames.zip``."""
-  return load_annotation_source(path, data_root, "kinetics_csv", path_template, flow_template, class_index).records
+  return load_annotations(path, data_root, "kinetics_csv", path_template, flow_template, class_index)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,7 +398,7 @@ def read_ucf101_split(list_path, class_index_path, data_root=None, path_template
 
   E.g. raw videos: ``data_root=".../UCF-101"`` with the default template; CtP zips: ``zips/{name}.zip``.
   """
-  return load_annotation_source(list_path, data_root, "ucf101", path_template, flow_template, class_index_path).records
+  return load_annotations(list_path, data_root, "ucf101", path_template, flow_template, class_index_path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -463,8 +470,7 @@ def read_hmdb51_split(splits_dir, split: int = 1, subset: str = "train", data_ro
                       path_template: str = "{class_name}/{name}{ext}", flow_template: str | None = None,
                       class_names: Sequence[str] | None = None) -> list[VideoRecord]:
   """Reads the official HMDB-51 splits (see ``parse_hmdb51_split``); ``name`` is the bare video stem (CtP)."""
-  return load_annotation_source(splits_dir, data_root, "hmdb51", path_template, flow_template, class_names, split,
-                                subset).records
+  return load_annotations(splits_dir, data_root, "hmdb51", path_template, flow_template, class_names, split, subset)
 
 
 # ----------------------------------------------------------------------------------------------------------------

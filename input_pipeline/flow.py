@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import glob
 import json
 import multiprocessing
@@ -43,6 +44,7 @@ import numpy as np
 from input_pipeline import video as video_lib
 
 FLOW_BOUND = 20.0
+DEFAULT_CRF = 8
 DECODE_CHUNK = 128
 
 
@@ -160,7 +162,7 @@ def flow_path_for(video_path: str, videos_dirname: str = "videos", flow_dirname:
   Raises:
     ValueError: the path has no `videos_dirname` directory component.
   """
-  dirs, name, i = _split_at_videos_dir(video_path, videos_dirname, flow_dirname)
+  dirs, name, i = _split_at_videos_dir(video_path, videos_dirname)
   dirs[i] = flow_dirname
   if ext is not None:
     name = os.path.splitext(name)[0] + ext
@@ -170,18 +172,18 @@ def flow_path_for(video_path: str, videos_dirname: str = "videos", flow_dirname:
 def flow_root_for(video_path: str, videos_dirname: str = "videos",
                   flow_dirname: str = "videos_flow") -> tuple[str, str]:
   """(videos root, flow root) of `video_path` by the same rule: the folders that `extract_flow_folder` mirrors."""
-  dirs, _, i = _split_at_videos_dir(video_path, videos_dirname, flow_dirname)
+  dirs, _, i = _split_at_videos_dir(video_path, videos_dirname)
   return os.sep.join(dirs[:i + 1]), os.sep.join(dirs[:i] + [flow_dirname])
 
 
-def _split_at_videos_dir(video_path: str, videos_dirname: str, flow_dirname: str) -> tuple[list[str], str, int]:
+def _split_at_videos_dir(video_path: str, videos_dirname: str) -> tuple[list[str], str, int]:
   """(directory components, file name, index of the last `videos_dirname` component)."""
   path = os.fspath(video_path)
   parts = path.replace(os.sep, "/").split("/")
   dirs = parts[:-1]
   hits = [i for i, p in enumerate(dirs) if p == videos_dirname]
   if not hits:
-    raise ValueError(f"flow_path_for: {path!r} has no '{videos_dirname}/' directory to map to '{flow_dirname}/'")
+    raise ValueError(f"{path!r} has no '{videos_dirname}/' directory to map to its flow directory")
   return dirs, parts[-1], hits[-1]
 
 
@@ -243,7 +245,7 @@ def _partial_path(dst_path: str) -> str:
 
 
 def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] = 256,
-                       params: TVL1Params = DEFAULT_TVL1, crf: int = 8, max_frames: Optional[int] = None,
+                       params: TVL1Params = DEFAULT_TVL1, crf: int = DEFAULT_CRF, max_frames: Optional[int] = None,
                        bound: float = FLOW_BOUND) -> int:
   """Computes the TV-L1 flow video of one RGB video and writes it as an H.264 mp4.
 
@@ -264,14 +266,15 @@ def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] =
   """
   src_path = os.fspath(src_path)
   dst_path = os.fspath(dst_path)
-  n = video_lib.video_num_frames(src_path)
+  src = video_lib.VideoFile(src_path)
+  n = src.num_frames
   if max_frames is not None:
     n = min(n, int(max_frames))
   fps = video_fps(src_path)
   grays = []
   size = None
   for start in range(0, n, DECODE_CHUNK):
-    chunk = video_lib.decode_frames(src_path, np.arange(start, min(start + DECODE_CHUNK, n)))
+    chunk = src.decode(np.arange(start, min(start + DECODE_CHUNK, n)))
     if size is None:
       size = _output_size(chunk.shape[1], chunk.shape[2], short_side)
     for rgb in chunk:
@@ -319,11 +322,31 @@ def _worker_init() -> None:
   cv2.setNumThreads(1)
 
 
-def _worker(job: tuple) -> tuple[str, str, Optional[str], int]:
-  """(rel, status, error, frames) for one video; status in {"done", "skipped", "failed"}."""
-  rel, src, dst, short_side, params, crf, max_frames, overwrite, bound = job
+PARAMS_FILE = "flow_params.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowSettings:
+  """The settings a flow folder is made with (see `extract_video_flow`); its `dataclasses.asdict` is the content of
+  `<out_dir>/flow_params.json`."""
+  short_side: Optional[int]
+  bound: float
+  crf: int
+  max_frames: Optional[int]
+  tvl1: TVL1Params
+
+
+def flow_settings(short_side: Optional[int], params: TVL1Params, bound: float, crf: int,
+                  max_frames: Optional[int]) -> dict:
+  """The settings a flow folder was made with, as recorded in `<out_dir>/flow_params.json`."""
+  return dataclasses.asdict(FlowSettings(short_side, float(bound), int(crf), max_frames, params))
+
+
+def _worker(settings: FlowSettings, overwrite: bool, job: tuple[str, str, str]) -> tuple[str, str, Optional[str], int]:
+  """(rel, status, error, frames) for one video `job` = (rel, src, dst); status in {"done", "skipped", "failed"}."""
+  rel, src, dst = job
   try:
-    if not overwrite and is_complete(src, dst, max_frames):
+    if not overwrite and is_complete(src, dst, settings.max_frames):
       return rel, "skipped", None, 0
     for stale in glob.glob(os.path.join(os.path.dirname(os.path.abspath(dst)),
                                         "." + glob.escape(os.path.splitext(os.path.basename(dst))[0]) + ".partial-*")):
@@ -331,23 +354,14 @@ def _worker(job: tuple) -> tuple[str, str, Optional[str], int]:
         os.remove(stale)
       except OSError:
         pass
-    frames = extract_video_flow(src, dst, short_side, params, crf, max_frames, bound)
+    frames = extract_video_flow(src, dst, settings.short_side, settings.tvl1, settings.crf, settings.max_frames,
+                                settings.bound)
     return rel, "done", None, frames
   except Exception as e:  # noqa: BLE001 - reported per video, the folder run goes on
     msg = f"{type(e).__name__}: {e}"
     if not isinstance(e, (video_lib.VideoDecodeError, ValueError, OSError)):
       msg += "\n" + traceback.format_exc()
     return rel, "failed", msg, 0
-
-
-PARAMS_FILE = "flow_params.json"
-
-
-def flow_settings(short_side: Optional[int], params: TVL1Params, bound: float, crf: int,
-                  max_frames: Optional[int]) -> dict:
-  """The settings a flow folder was made with, as recorded in `<out_dir>/flow_params.json`."""
-  return {"short_side": short_side, "bound": float(bound), "crf": int(crf), "max_frames": max_frames,
-          "tvl1": dataclasses.asdict(params)}
 
 
 def read_flow_settings(out_dir: str) -> Optional[dict]:
@@ -361,7 +375,7 @@ def read_flow_settings(out_dir: str) -> Optional[dict]:
 
 
 def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int] = 256,
-                        workers: Optional[int] = None, params: TVL1Params = DEFAULT_TVL1, crf: int = 8,
+                        workers: Optional[int] = None, params: TVL1Params = DEFAULT_TVL1, crf: int = DEFAULT_CRF,
                         max_frames: Optional[int] = None, overwrite: bool = False,
                         exts: Sequence[str] = video_lib.VIDEO_EXTENSIONS,
                         log_fn: Optional[Callable[[str], None]] = None, bound: float = FLOW_BOUND,
@@ -391,30 +405,29 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
     raise FileNotFoundError(f"extract_flow_folder: videos directory {videos_dir!r} does not exist")
   if log_fn is None:
     log_fn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-  rels = find_videos(videos_dir, exts)
-  jobs = []
-  for rel in rels:
-    dst = os.path.join(out_dir, os.path.splitext(rel)[0] + ".mp4")
-    jobs.append((rel, os.path.join(videos_dir, rel), dst, short_side, params, crf, max_frames, overwrite, bound))
+  jobs = [(rel, os.path.join(videos_dir, rel), os.path.join(out_dir, os.path.splitext(rel)[0] + ".mp4"))
+          for rel in find_videos(videos_dir, exts)]
   workers = (os.cpu_count() or 1) if workers is None else int(workers)
   summary = {"total": len(jobs), "done": 0, "skipped": 0, "failed": [], "seconds": 0.0}
-  settings = flow_settings(short_side, params, bound, crf, max_frames)
+  settings = FlowSettings(short_side, float(bound), int(crf), max_frames, params)
+  record = dataclasses.asdict(settings)
   recorded = read_flow_settings(out_dir)
-  if recorded is not None and recorded != settings:
+  if recorded is not None and recorded != record:
     if not (overwrite or remake_other_settings):
       raise ValueError(f"{out_dir} holds flow made with other settings ({os.path.join(out_dir, PARAMS_FILE)}: "
-                       f"{recorded}; asked for {settings}): pass overwrite=True (--overwrite) or another output folder")
+                       f"{recorded}; asked for {record}): pass overwrite=True (--overwrite) or another output folder")
     # The resume check (`is_complete`) only counts frames: drop the old outputs before recording the new settings, so
     # a remake that is interrupted and then resumed never keeps flow of the old settings.
     log_fn(f"flow: {out_dir} was made with other settings ({recorded}); remaking it")
-    for _, _, dst, *_ in jobs:
+    for _, _, dst in jobs:
       if os.path.exists(dst):
         os.remove(dst)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, PARAMS_FILE), "w", encoding="utf-8") as f:
-    json.dump(settings, f, indent=2)
+    json.dump(record, f, indent=2)
   log_fn(f"flow: {len(jobs)} videos in {videos_dir} -> {out_dir} (short side {short_side}, {max(workers, 1)} "
          f"worker(s), {params})")
+  worker = functools.partial(_worker, settings, overwrite)
   t0 = time.time()
   frames_done = 0
 
@@ -437,12 +450,12 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
 
   if workers <= 1 or len(jobs) <= 1:
     for i, job in enumerate(jobs, 1):
-      report(_worker(job), i)
+      report(worker(job), i)
   else:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
                                                 initializer=_worker_init) as pool:
-      futures = [pool.submit(_worker, job) for job in jobs]
+      futures = [pool.submit(worker, job) for job in jobs]
       for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
         report(fut.result(), i)
   summary["seconds"] = time.time() - t0

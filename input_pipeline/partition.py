@@ -18,7 +18,7 @@ import collections
 import json
 import os
 import random
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,19 +26,6 @@ from input_pipeline import annotations as annotations_lib
 
 Entry = dict[str, Any]
 SCHEMES = ("iid", "fedvssl-noniid", "by-class", "dirichlet")
-
-
-def to_entries(records_or_entries: Iterable[annotations_lib.VideoRecord | Mapping[str, Any]]) -> list[Entry]:
-  """VideoRecords (0-based labels) or file-format dicts -> ``{"name", "label" (1-based)}`` dicts (copies)."""
-  out = []
-  for i, r in enumerate(records_or_entries):
-    if isinstance(r, annotations_lib.VideoRecord):
-      out.append(annotations_lib.file_entry(r))
-    elif isinstance(r, Mapping) and "name" in r:
-      out.append(dict(r))
-    else:
-      raise TypeError(f"entry #{i}: expected a VideoRecord or a {{'name', 'label'}} dict, got {r!r}")
-  return out
 
 
 def _labels(entries: Sequence[Entry], scheme: str) -> list[int]:
@@ -244,7 +231,7 @@ def partition(entries: Sequence[Entry], scheme: str, num_clients: int, *, seed: 
   fixed seeds and ignores it). For fedvssl-noniid, ``classes_per_side=None`` picks the largest c <= 4 that fits the
   label space (``auto_classes_per_side``), so small datasets work with FedVSSL's scheme.
   """
-  entries = to_entries(entries)
+  entries = annotations_lib.file_entries(entries)
   if scheme == "iid":
     return iid_partition(entries, num_clients, seed=7 if seed is None else seed)
   if scheme == "fedvssl-noniid":

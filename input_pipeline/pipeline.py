@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -183,11 +182,6 @@ def as_source(records) -> Any:
 # Reading frames
 
 
-def _strip_bytes_name(message: str) -> str:
-  """Drops video.py's "<bytes N B digest>: " prefix."""
-  return re.sub(r"^<bytes [^>]*>:\s*", "", message)
-
-
 class ClipReader:
   """Lazy frame reader of one record, handed to `builder.build`.
 
@@ -214,26 +208,17 @@ class ClipReader:
   def has_flow(self) -> bool:
     return self._inputs["flow"] is not None
 
-  def _call(self, what: str, fn):
-    """`fn()` on stream `what`; errors about in-memory bytes get the record's name back."""
-    try:
-      return fn()
-    except video_lib.VideoDecodeError as e:
-      if not str(e).startswith("<bytes"):
-        raise  # a path: the message already names the file
-      raise video_lib.VideoDecodeError(f"{self.name} ({what}): {_strip_bytes_name(str(e))}") from e
-
   def _file(self, what: str) -> video_lib.VideoFile:
     if what not in self._files:
       src = self._inputs[what]
       if src is None:
         raise BadVideoError(f"{self.name}: the builder needs flow but the record has no flow_path")
-      self._files[what] = video_lib.VideoFile(src)
+      self._files[what] = video_lib.VideoFile(src, name=f"{self.name} ({what})")  # names in-memory bytes
     return self._files[what]
 
   def _count(self, what: str) -> int:
     if self._counts[what] is None:
-      self._counts[what] = int(self._call(what, lambda: self._file(what).num_frames))
+      self._counts[what] = int(self._file(what).num_frames)
     return self._counts[what]
 
   @property
@@ -254,7 +239,7 @@ class ClipReader:
 
   def _read(self, what: str, indices) -> np.ndarray:
     idx = np.asarray(indices).reshape(-1)
-    return self._call(what, lambda: self._file(what).decode(idx))
+    return self._file(what).decode(idx)
 
   def read(self, indices) -> np.ndarray:
     """uint8 [len(indices), H, W, 3] RGB frames (indices flattened, any order, repeats decoded once)."""

@@ -419,6 +419,6 @@ def ensure_dataset(out_dir, preset: dict[str, Any] | str = "demo", progress: boo
         n = kwargs["num_classes"] * (kwargs["videos_per_class_train"] + kwargs["videos_per_class_test"])
         print(f"making the synthetic video dataset ({n} videos, cached for later runs) in {out_dir}",
               file=sys.stderr, flush=True)
-      return make_dataset(out_dir, progress=progress or None, **kwargs)
+      return make_dataset(out_dir, progress=progress, **kwargs)
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)

@@ -66,15 +66,16 @@ class _Source:
     return self.path
 
 
-def _resolve(path_or_bytes: PathOrBytes) -> _Source:
-  """Classifies the input (zip vs container) and builds its cache key."""
+def _resolve(path_or_bytes: PathOrBytes, name: str | None = None) -> _Source:
+  """Classifies the input (zip vs container) and builds its cache key; bytes are named ``name`` in messages (default
+  ``<bytes N B digest>``), a path names itself."""
   if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
     data = bytes(path_or_bytes)
     if not data:
-      raise VideoDecodeError("<bytes>: empty input (0 bytes)")
+      raise VideoDecodeError(f"{name or '<bytes>'}: empty input (0 bytes)")
     kind = "zip" if data[:4] in _ZIP_MAGIC else "container"
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return _Source(name=f"<bytes {len(data)} B {digest[:8]}>", kind=kind, path=None, data=data,
+    return _Source(name=name or f"<bytes {len(data)} B {digest[:8]}>", kind=kind, path=None, data=data,
                    key=("bytes", len(data), digest))
   if not isinstance(path_or_bytes, (str, os.PathLike)):
     raise TypeError(f"expected a path or bytes, got {type(path_or_bytes).__name__}")
@@ -345,13 +346,14 @@ def video_num_frames(path_or_bytes: PathOrBytes, exact: bool = False) -> int:
     VideoDecodeError: unreadable, corrupt or empty input, or a video with no frames.
   """
   src = _resolve(path_or_bytes)
-  return _num_frames(src, _scan(src)[0] if exact and src.kind == "container" else None)
+  if exact and src.kind == "container":
+    _scan(src)  # caches the index of the decodable frames
+  return _num_frames(src)
 
 
-def _num_frames(src: _Source, n: int | None = None) -> int:
-  """``n`` (default: from the cached index), checked to be positive."""
-  if n is None:
-    n = _index_of(src).num_frames
+def _num_frames(src: _Source) -> int:
+  """The frame count of the cached index, checked to be positive."""
+  n = _index_of(src).num_frames
   if n <= 0:
     raise VideoDecodeError(f"{src.name}: the video has no frames")
   return n
@@ -472,10 +474,6 @@ def _decode_from_start_counting(src: _Source, wanted: np.ndarray) -> dict[int, n
   return out
 
 
-def _decode_zip(src: _Source, index: ZipIndex, idx: np.ndarray) -> dict[int, np.ndarray]:
-  return dict(_iter_zip(src, index, idx))
-
-
 def _iter_zip(src: _Source, index: ZipIndex, idx: np.ndarray):
   """Yields (frame index, uint8 RGB [H, W, 3]) for the unique ``idx`` in ascending order, from one open of the zip;
   frames are resized to the first one's size. Raises ``VideoDecodeError`` at the first unreadable frame."""
@@ -525,15 +523,12 @@ class VideoFile:
 
   ``video_num_frames(x)`` and ``decode_frames(x, indices)`` each resolve ``x`` (a ``stat`` for a path, a digest of the
   whole input for bytes); a caller that counts and then decodes the same input (a clip reader) holds one
-  ``VideoFile`` instead. Raises ``VideoDecodeError`` as those functions do.
+  ``VideoFile`` instead. Raises ``VideoDecodeError`` as those functions do; ``name`` names bytes input in the messages
+  (default ``<bytes N B digest>``; a path names itself).
   """
 
-  def __init__(self, path_or_bytes: PathOrBytes):
-    self._src = _resolve(path_or_bytes)
-
-  @property
-  def name(self) -> str:
-    return self._src.name
+  def __init__(self, path_or_bytes: PathOrBytes, name: str | None = None):
+    self._src = _resolve(path_or_bytes, name)
 
   @property
   def num_frames(self) -> int:
@@ -546,7 +541,7 @@ class VideoFile:
     index = _index_of(src)
     idx = _check_indices(src, indices, index.num_frames)
     if isinstance(index, ZipIndex):
-      frames = _decode_zip(src, index, idx)
+      frames = dict(_iter_zip(src, index, idx))
     else:
       frames = _decode_container(src, index, idx)
     shapes = {f.shape for f in frames.values()}

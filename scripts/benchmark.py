@@ -39,6 +39,7 @@ def bench_jax(batch: int, frames: int, size: int, steps: int, warmup: int, dtype
   import optax
   from flax import nnx
 
+  from fedvssl_jax.models import layers
   from fedvssl_jax.models.classifier import VideoClassifier
   from fedvssl_jax.train import mesh as mesh_lib
   from fedvssl_jax.train import optim
@@ -76,9 +77,8 @@ def bench_jax(batch: int, frames: int, size: int, steps: int, warmup: int, dtype
     state, m = step(state, clips, key)
   jax.block_until_ready(m["loss"])
   dt = (time.perf_counter() - t0) / steps
-  from fedvssl_jax.models import layers
-  conv = os.environ.get(layers.CONV3D_ENV, "auto")
-  return {"impl": f"fedvssl_jax {arch} (jax.jit, {layers.CONV3D_ENV}={conv})", "dtype": dtype, "steps_per_s": 1.0 / dt,
+  conv = "3-D convs per frame" if layers.conv3d_per_frame() else "native 3-D convs"
+  return {"impl": f"fedvssl_jax {arch} (jax.jit, {conv})", "dtype": dtype, "steps_per_s": 1.0 / dt,
           "clips_per_s": batch / dt, "step_ms": 1000 * dt, "compile_s": compile_s, "flops_per_step": flops,
           "tflops": flops / dt / 1e12 if flops else None}
 

@@ -25,7 +25,8 @@ def main(argv=None) -> int:
   parser.add_argument("--short-side", type=int, default=256,
                       help="resize so the short side is this many pixels (default 256; 0 = keep the size)")
   parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
-  parser.add_argument("--crf", type=int, default=8, help="x264 CRF of the flow videos (default 8, lower = better)")
+  parser.add_argument("--crf", type=int, default=flow.DEFAULT_CRF,
+                      help=f"x264 CRF of the flow videos (default {flow.DEFAULT_CRF}, lower = better)")
   parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
   parser.add_argument("--bound", type=float, default=flow.FLOW_BOUND,
                       help="clip the flow to +-BOUND px before the 8-bit encoding (default 20, GOCA's at short side "

@@ -28,7 +28,7 @@ from input_pipeline import partition
 def _load_entries(path: str, fmt: str, class_index: str | None) -> list[dict]:
   if (fmt == "auto" and annotations.detect_format(path) == "json") or fmt == "json":
     return [dict(raw) for raw in annotations.load_annotation_source(path, fmt="json").raw]
-  return partition.to_entries(annotations.load_annotations(path, fmt=fmt, class_index=class_index))
+  return annotations.file_entries(annotations.load_annotations(path, fmt=fmt, class_index=class_index))
 
 
 def _load_counts(path: str, fmt: str, class_index: str | None) -> dict[int, int]:

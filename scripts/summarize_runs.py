@@ -14,14 +14,17 @@ import json
 import os
 import sys
 
+from fedvssl_jax.evaluation import reporting
+
 
 def summarize(workdir: str, ks: list[str], metrics: list[str], last: int) -> list[str]:
   """One table row's cells for `workdir` (missing values as "-")."""
   with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
     knn = json.load(f).get("knn", {})
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    logged = [json.loads(line) for line in f if line.strip()]
-  logged = [m for m in logged if "loss" in m][-last:]
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.isfile(metrics_path):
+    raise FileNotFoundError(f"{metrics_path} not found")
+  logged = [m for m in reporting.read_jsonl(metrics_path) if "loss" in m][-last:]
   cells = [os.path.basename(os.path.normpath(workdir))]
   for which in ("pretrained", "random_init"):
     cells += [f"{knn[which][k]:.0f}" if k in knn.get(which, {}) else "-" for k in ks]

@@ -83,9 +83,11 @@ def test_unsupported_cases_fall_back_to_native(monkeypatch):
   w = jax.random.normal(jax.random.key(2), (3, 3, 3, 2, 4))
   dims = lax.conv_dimension_numbers(x.shape, w.shape, ("NDHWC", "DHWIO", "NDHWC"))
   pad = ((1, 1), (1, 1), (1, 1))
-  grouped = layers.conv_general_dilated(x, w, (1, 1, 1), pad, dimension_numbers=dims, feature_group_count=2)
+  grouped = lambda x, w: layers.conv_general_dilated(x, w, (1, 1, 1), pad, dimension_numbers=dims,
+                                                     feature_group_count=2)
+  assert _conv_ranks(grouped, x, w) == [3]
   want = lax.conv_general_dilated(x, w, (1, 1, 1), pad, dimension_numbers=dims, feature_group_count=2)
-  np.testing.assert_allclose(np.asarray(grouped), np.asarray(want), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(grouped(x, w)), np.asarray(want), rtol=1e-5, atol=1e-5)
   w4 = jax.random.normal(jax.random.key(3), (3, 3, 3, 4, 4))
   dims4 = lax.conv_dimension_numbers(x.shape, w4.shape, ("NDHWC", "DHWIO", "NDHWC"))
   f = lambda x, w: layers.conv_general_dilated(x, w, (1, 1, 1), pad, rhs_dilation=(2, 1, 1), dimension_numbers=dims4)

@@ -146,18 +146,31 @@ def test_folder_resume_and_script(tmp_path):
   assert "3 skipped" in res.stderr
 
 
-def test_bound_and_folder_settings_are_recorded(tmp_path):
+@pytest.fixture
+def flow_folder(tmp_path):
+  """(extract, out): `extract(**kwargs)` runs `extract_flow_folder` quietly from a folder of one 5-frame video to
+  `out`, which already holds that video's flow made at bound 20."""
   videos = tmp_path / "videos"
   video_lib.write_video(videos / "right.mp4", _moving_frames(5, 48, 48, 1, 0, seed=4), fps=10, crf=10)
   out = tmp_path / "videos_flow"
-  quiet = dict(short_side=None, workers=1, params=flow.FAST_TVL1, log_fn=lambda _: None)
-  flow.extract_flow_folder(str(videos), str(out), bound=20.0, **quiet)
+
+  def extract(**kwargs):
+    return flow.extract_flow_folder(str(videos), str(out), short_side=None, workers=1, params=flow.FAST_TVL1,
+                                    log_fn=lambda _: None, **kwargs)
+
+  extract(bound=20.0)
+  return extract, out
+
+
+def test_bound_and_folder_settings_are_recorded(flow_folder):
+  extract, out = flow_folder
   wide = video_lib.decode_frames(str(out / "right.mp4"), np.arange(4))[:, 6:-6, 6:-6, 2].astype(np.float32)
-  assert flow.read_flow_settings(str(out))["bound"] == 20.0
+  assert flow.read_flow_settings(str(out)) == flow.flow_settings(short_side=None, params=flow.FAST_TVL1, bound=20.0,
+                                                                 crf=flow.DEFAULT_CRF, max_frames=None)
   # Another bound on the same folder would mix two encodings: refused unless overwrite.
   with pytest.raises(ValueError, match="flow_params.json"):
-    flow.extract_flow_folder(str(videos), str(out), bound=4.0, **quiet)
-  s = flow.extract_flow_folder(str(videos), str(out), bound=4.0, overwrite=True, **quiet)
+    extract(bound=4.0)
+  s = extract(bound=4.0, overwrite=True)
   assert s["done"] == 1 and flow.read_flow_settings(str(out))["bound"] == 4.0
   tight = video_lib.decode_frames(str(out / "right.mp4"), np.arange(4))[:, 6:-6, 6:-6, 2].astype(np.float32)
   # u of ~1 px per frame: ~6 levels above 128 at +-20 px, ~5x more at +-4 px; both decode to the same flow.
@@ -166,12 +179,8 @@ def test_bound_and_folder_settings_are_recorded(tmp_path):
                              .mean(), (wide.mean() - 127.5) * 40 / 255, atol=0.25)
 
 
-def test_interrupted_remake_never_keeps_flow_of_old_settings(tmp_path, monkeypatch):
-  videos = tmp_path / "videos"
-  video_lib.write_video(videos / "right.mp4", _moving_frames(5, 48, 48, 1, 0, seed=4), fps=10, crf=10)
-  out = tmp_path / "videos_flow"
-  quiet = dict(short_side=None, workers=1, params=flow.FAST_TVL1, log_fn=lambda _: None)
-  flow.extract_flow_folder(str(videos), str(out), bound=20.0, **quiet)
+def test_interrupted_remake_never_keeps_flow_of_old_settings(flow_folder, monkeypatch):
+  extract, out = flow_folder
 
   def killed(*args, **kwargs):
     raise KeyboardInterrupt
@@ -179,8 +188,8 @@ def test_interrupted_remake_never_keeps_flow_of_old_settings(tmp_path, monkeypat
   with monkeypatch.context() as m:
     m.setattr(flow, "extract_video_flow", killed)
     with pytest.raises(KeyboardInterrupt):  # the remake dies before it wrote anything
-      flow.extract_flow_folder(str(videos), str(out), bound=4.0, overwrite=True, **quiet)
+      extract(bound=4.0, overwrite=True)
   assert flow.read_flow_settings(str(out))["bound"] == 4.0
   # Resuming with the new settings recomputes the video instead of skipping its bound-20 flow.
-  s = flow.extract_flow_folder(str(videos), str(out), bound=4.0, **quiet)
+  s = extract(bound=4.0)
   assert s["done"] == 1 and s["skipped"] == 0

@@ -194,12 +194,24 @@ def test_clip_reader_flow_and_min_frames(videos):
     pipeline.ClipReader(videos["bad"][0].path).read([0])
 
 
+def test_clip_reader_names_in_memory_bytes(videos):
+  """Errors about encoded bytes (ArrayRecord records) name the record and the stream, empty input included."""
+  good = open(videos["good"][0].path, "rb").read()
+  corrupt = open(videos["bad"][0].path, "rb").read()
+  with pytest.raises(video_lib.VideoDecodeError, match=r"^rec\.mp4 \(rgb\): empty input \(0 bytes\)$"):
+    pipeline.ClipReader(b"", name="rec.mp4").num_frames
+  with pytest.raises(video_lib.VideoDecodeError, match=r"^rec\.mp4 \(flow\): cannot open as a video container"):
+    pipeline.ClipReader(good, corrupt, name="rec.mp4").read_flow([0])
+  with pytest.raises(video_lib.VideoDecodeError, match=r"^rec\.mp4 \(rgb\): frame index 99 out of range"):
+    pipeline.ClipReader(good, name="rec.mp4").read([99])
+
+
 def test_clip_reader_resolves_each_file_once(videos, monkeypatch):
   """Counting and reading share one resolution per stream; paths stay paths (no whole-file read, no digest)."""
   a, b = videos["good"][0].path, videos["good"][1].path
   calls = []
   original = video_lib._resolve
-  monkeypatch.setattr(video_lib, "_resolve", lambda x: calls.append(x) or original(x))
+  monkeypatch.setattr(video_lib, "_resolve", lambda x, name=None: calls.append(x) or original(x, name))
   reader = pipeline.ClipReader(a, b)
   assert reader.num_frames == 24
   reader.read([0, 3])

@@ -6,8 +6,6 @@ import json
 import os
 from typing import Any
 
-import jax
-
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
   rows = []
@@ -79,6 +77,8 @@ def plot_recall_bars(workdir: str, knn: dict[str, dict[str, float]], out_name: s
 
 def write_results(workdir: str, results: dict[str, Any], jsonl_name: str = "metrics.jsonl") -> dict[str, Any]:
   """Adds plots to `results["plots"]`, writes `<workdir>/results.json` (process 0) and prints it."""
+  import jax  # here, so that scripts reading the results files do not load jax
+
   if jax.process_index() != 0:
     return results
   plots = {}

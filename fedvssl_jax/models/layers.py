@@ -7,9 +7,9 @@ Layout: activations are NTHWC (`[batch, time, height, width, channels]`); conv k
   PyTorch's) and PyTorch's `kaiming_normal_(mode="fan_out", nonlinearity="relu")` init (untruncated normal,
   std = sqrt(2 / (Cout * kT * kH * kW))).
 * `conv_general_dilated` is `lax.conv_general_dilated`, except that on the CPU backend a 3-D convolution runs as a sum
-  of kT 2-D convolutions over frames: XLA's CPU 3-D convolution is several times slower than its 2-D one, strided
-  ones (the R3D stem) by an order of magnitude, which made CPU demos and tests crawl (docs/benchmarks.md). Same
-  maths; `FEDVSSL_CONV3D=native` turns it off.
+  of kT 2-D convolutions over frames: it made the R3D-18 train step 4.0x faster on the CPU (docs/benchmarks.md:
+  `python scripts/benchmark.py --mode=train ...` with and without `FEDVSSL_CONV3D=native`). Same maths;
+  `FEDVSSL_CONV3D=native` turns it off.
 * `BatchNorm` is a BatchNorm over the last axis with PyTorch semantics: statistics in float32 even under a bfloat16
   compute dtype, running variance updated with the *unbiased* batch variance (as `torch.nn.BatchNorm3d`), momentum in
   Flax's convention (`momentum=0.9` == PyTorch `momentum=0.1`). Params `scale`, `bias`; batch stats `mean`, `var`
@@ -128,6 +128,19 @@ def _conv3d_per_frame(lhs: jax.Array, rhs: jax.Array, strides: Sequence[int], pa
   return out.reshape((n, t_out) + out.shape[1:])
 
 
+def conv3d_per_frame() -> bool:
+  """Whether plain channels-last 3-D convolutions run as per-frame 2-D ones: `FEDVSSL_CONV3D` "per_frame", or "auto"
+  (unset) on the CPU backend; never with "native".
+
+  Raises:
+    ValueError: `FEDVSSL_CONV3D` has another value.
+  """
+  mode = os.environ.get(CONV3D_ENV, "auto")
+  if mode not in ("auto", "native", "per_frame"):
+    raise ValueError(f"{CONV3D_ENV}={mode!r}: expected auto, native or per_frame")
+  return mode == "per_frame" or (mode == "auto" and jax.default_backend() == "cpu")
+
+
 def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Any,
                          lhs_dilation: Optional[Sequence[int]] = None, rhs_dilation: Optional[Sequence[int]] = None,
                          dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
@@ -135,12 +148,9 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          ) -> jax.Array:
   """`lax.conv_general_dilated` with a fast CPU path for plain channels-last 3-D convolutions (see the module
   docstring). The per-frame path is taken for 5-D NDHWC inputs without dilation or groups, explicit or "VALID"
-  padding, when `FEDVSSL_CONV3D` is "per_frame", or "auto" (unset) on the CPU backend."""
+  padding, when `conv3d_per_frame()` is True."""
   kwargs = dict(precision=precision, preferred_element_type=preferred_element_type)
-  mode = os.environ.get(CONV3D_ENV, "auto")
-  if mode not in ("auto", "native", "per_frame"):
-    raise ValueError(f"{CONV3D_ENV}={mode!r}: expected auto, native or per_frame")
-  per_frame = (mode == "per_frame" or (mode == "auto" and jax.default_backend() == "cpu"))
+  per_frame = conv3d_per_frame()
   if per_frame and lhs.ndim == 5 and feature_group_count == 1 and batch_group_count == 1 and out_sharding is None:
     dims = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     pads = [(0, 0)] * 3 if isinstance(padding, str) and padding.upper() == "VALID" else padding
