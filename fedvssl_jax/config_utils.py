@@ -87,6 +87,9 @@ def add_run_settings(config: ml_collections.ConfigDict, log_every: int = 20, che
 # Test-time views of the synthetic demo videos (kNN, fine-tuning test, linear-probe features): 2 uniform 8-frame clips
 # at stride 2, centre crop 64 of short side 64.
 DEMO_EVAL_VIEWS = dict(clip_len=8, stride=2, num_clips=2, short_side=64, crop_size=64, batch_size=16)
+# Test-time views of the real datasets (fine-tuning test, linear-probe features): 10 uniform 16-frame clips at stride
+# 2, centre crop 112 of short side 128, 8 videos per batch.
+TEST_VIEWS = dict(clip_len=16, stride=2, num_clips=10, short_side=128, crop_size=112, three_crop=False, batch_size=8)
 
 
 def knn_config(batch_size: int = 8) -> ml_collections.ConfigDict:
@@ -308,9 +311,7 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
       clip_len=16, stride=2, crop_size=112, short_side_sizes=(112, 128, 144), flip_p=0.35,
       jitter=(0.125, 0.2, 0.2, 0.05, 0.2),  # brightness (+-32/255), contrast, saturation, hue, probability
   ))
-  config.test = ml_collections.ConfigDict(dict(
-      clip_len=16, stride=2, num_clips=10, short_side=128, crop_size=112, three_crop=False, batch_size=8,
-  ))
+  config.test = ml_collections.ConfigDict(dict(TEST_VIEWS))
   config.batch_size = 32  # global
   config.num_epochs = 150
   config.num_steps = -1   # > 0 overrides num_epochs
@@ -414,8 +415,7 @@ def linear_probe_config(dataset: str = "ucf101", demo: bool = False, split: int 
   weights, a fixed number of epochs; top-1 / top-5 / mean-class accuracy on the test split.
   """
   config = eval_config("linear_probe", dataset, demo, split, init, flow_init)
-  config.features = ml_collections.ConfigDict(dict(
-      clip_len=16, stride=2, num_clips=10, short_side=128, crop_size=112, three_crop=False, batch_size=8))
+  config.features = ml_collections.ConfigDict(dict(TEST_VIEWS))
   config.probe = ml_collections.ConfigDict(dict(
       epochs=100, batch_size=256,  # batch_size <= 0: full batch
       optimizer="adam",            # adam | sgd (momentum 0.9)

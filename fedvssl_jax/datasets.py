@@ -71,6 +71,19 @@ def with_flow_paths(records: list[VideoRecord], data: ml_collections.ConfigDict)
   return out
 
 
+def check_flow_files(splits: DatasetSplits, hint: str = "or set config.data.flow_template") -> None:
+  """Raises a one-line ConfigError when a record of `splits` (train and test) has no flow video (`with_flow_paths`).
+
+  The message counts the missing videos, names one, gives the scripts/extract_flow.py command and ends with
+  `({hint})`.
+  """
+  missing = [r for r in splits.train + splits.test if not (r.flow_path and os.path.exists(r.flow_path))]
+  if missing:
+    raise ConfigError(
+        f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "
+        f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` ({hint})")
+
+
 def _require_root(data: ml_collections.ConfigDict, what: str) -> str:
   root = data.get("root", "")
   if not root:

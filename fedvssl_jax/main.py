@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -20,22 +20,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = FLAGS.config
-  workdir = os.path.abspath(FLAGS.workdir)
-  if not FLAGS["verbosity"].present:
-    # Orbax and grain log every save at INFO; progress lines are printed, so keep the log to warnings by default.
-    logging.set_verbosity(logging.WARNING)
   from fedvssl_jax import runners  # import after flag parsing: it pulls in JAX
 
-  from fedvssl_jax.config_utils import ConfigError
-  from fedvssl_jax.train.checkpointing import CheckpointError
-
-  runners.setup_jax(config, workdir)
-  try:
-    runners.run(config, workdir)
-  except (ConfigError, CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  # --verbosity given: keep that absl log level; else warnings only (`run_cli`).
+  return runners.run_cli(FLAGS.config, os.path.abspath(FLAGS.workdir), quiet_logs=not FLAGS["verbosity"].present)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -6,9 +6,9 @@ Runner modules are imported only when chosen, so a GOCA run never imports Flower
 from __future__ import annotations
 
 import importlib
-import json
 import os
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -51,3 +51,31 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       f.write(config.to_json_best_effort(indent=2))
   runner = get_runner(config.runner)
   return runner.train_and_evaluate(config, workdir)
+
+
+def run_cli(config: ml_collections.ConfigDict, workdir: str, quiet_logs: bool = True,
+            on_results: Callable[[dict[str, Any]], None] | None = None) -> int:
+  """A command-line run (`fedvssl_jax.main`, scripts/knn_eval.py): `setup_jax`, then `run`.
+
+  Args:
+    config: the run's config.
+    workdir: where it writes (made if missing).
+    quiet_logs: keep the absl log to warnings (Orbax and grain log every save at INFO; progress lines are printed).
+    on_results: called with the runner's results after a successful run (e.g. to print a summary).
+  Returns:
+    The exit status: 0, or 2 after a config / checkpoint error, printed to stderr as one `error: ...` line.
+  """
+  from fedvssl_jax.config_utils import ConfigError
+  from fedvssl_jax.train.checkpointing import CheckpointError
+
+  if quiet_logs:
+    logging.set_verbosity(logging.WARNING)
+  setup_jax(config, workdir)
+  try:
+    results = run(config, workdir)
+  except (ConfigError, CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if on_results is not None:
+    on_results(results)
+  return 0

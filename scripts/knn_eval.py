@@ -18,7 +18,9 @@ import argparse
 import os
 import sys
 
-DATASETS = ("ucf101", "hmdb51", "synthetic", "json")
+from fedvssl_jax.config_utils import EVAL_DATASETS, knn_eval_config
+
+DATASETS = EVAL_DATASETS + ("synthetic", "json")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,8 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
   """The configs/knn.py config with the command-line options applied."""
-  from fedvssl_jax.config_utils import knn_eval_config
-
   config = knn_eval_config(args.dataset, split=args.split, init=args.checkpoint, flow_init=args.flow_checkpoint)
   data = {"root": args.data_root, "format": args.format, "train_annotations": args.train_annotations,
           "test_annotations": args.test_annotations, "path_template": args.path_template,
@@ -74,19 +74,14 @@ def build_config(args: argparse.Namespace):
 def main(argv=None) -> int:
   args = parse_args(argv)
   from fedvssl_jax import runners
-  from fedvssl_jax.config_utils import ConfigError
 
-  config = build_config(args)
   out = os.path.abspath(args.out)
-  runners.setup_jax(config, out)
-  try:
-    results = runners.run(config, out)
-  except ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  best = next(iter(results["knn"]))
-  print(f"{best}: " + ", ".join(f"{k} {v:.2f}" for k, v in results["knn"][best].items()) + f" -> {out}/results.json")
-  return 0
+
+  def summary(results):
+    best = next(iter(results["knn"]))
+    print(f"{best}: " + ", ".join(f"{k} {v:.2f}" for k, v in results["knn"][best].items()) + f" -> {out}/results.json")
+
+  return runners.run_cli(build_config(args), out, on_results=summary)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from fedvssl_jax.config_utils import ConfigError
-from fedvssl_jax.models import export, torch_names
+from fedvssl_jax.models import build_backbone, export, torch_names
 from fedvssl_jax.models.heads import FC_INIT_STD
 from fedvssl_jax.train import supervised
 
@@ -114,7 +114,8 @@ def test_wrong_checkpoint_paths_are_one_line_errors(tmp_path):
 def test_missing_data_root_is_a_one_line_error(tmp_path):
   for dataset in ("ucf101", "hmdb51"):
     config = _config(dataset=dataset)
-    assert config.data.source == dataset and config.data.root == "" and config.model.num_classes in (101, 51)
+    assert config.data.source == dataset and config.data.root == ""
+    assert config.model.num_classes == {"ucf101": 101, "hmdb51": 51}[dataset]
     with pytest.raises(ConfigError) as e:
       supervised.train_and_evaluate(config, str(tmp_path))
     assert "\n" not in str(e.value) and "config.data.root" in str(e.value)
@@ -148,8 +149,13 @@ def test_short_finetuning_run_from_the_demo_config(synthetic_videos, tmp_path):
   runners.run(config, str(workdir))
   results = json.loads((workdir / "results.json").read_text())
   assert results["steps"] == 3 and results["test"]["num_videos"] == 8
-  for key in ("top1", "top5", "mean_class"):
-    assert 0.0 <= results["test"][key] <= 100.0
+  assert set(results["test"]) >= {"top1", "top5", "mean_class"}
   _, tuned, fc = export.load_state(results["export"])
   assert fc["kernel"].shape == (32, 4)  # the synthetic test set's 4 classes
-  assert any(not np.array_equal(tuned[k], flat[k]) for k in flat)  # the backbone was trained from the checkpoint
+  # The backbone was trained from the checkpoint: its weights moved, but stayed far closer to the checkpoint than a
+  # random init is (BN statistics left out: the random checkpoint's are nothing like the videos' own).
+  weights = [k for k in flat if not k.endswith(("/mean", "/var"))]
+  assert any(not np.array_equal(tuned[k], flat[k]) for k in weights)
+  fresh = export.flatten_state(build_backbone("r3d_18", rngs=nnx.Rngs(1), **TINY))
+  to_tuned, to_fresh = (np.sqrt(sum(np.sum((w[k] - flat[k]) ** 2) for k in weights)) for w in (tuned, fresh))
+  assert to_tuned < 0.01 * to_fresh

@@ -8,6 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
+from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import optim
 from fedvssl_jax.train import state as state_lib
@@ -66,7 +67,7 @@ def test_eight_devices_equal_one_device():
 
 def test_batch_not_divisible_by_devices_is_a_clear_error():
   mesh = mesh_lib.make_mesh([("data", -1)])
-  with pytest.raises(ValueError, match="not divisible by the 8 devices"):
+  with pytest.raises(ConfigError, match="not divisible by the 8 devices"):  # a one-line error in main
     mesh_lib.check_batch_size(12, mesh)
   with pytest.raises(ValueError, match="'video' has 6 rows, not divisible"):
     mesh_lib.put_batch({"video": np.zeros((6, 2), np.float32)}, mesh)

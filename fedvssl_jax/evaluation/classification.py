@@ -9,15 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+  """[..., C] logits -> float32 [..., C] probabilities over the last axis (computed in float64, max-subtracted)."""
+  logits = np.asarray(logits, np.float64)
+  logits = logits - logits.max(axis=-1, keepdims=True)
+  e = np.exp(logits)
+  return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 def average_view_logits(logits: np.ndarray) -> np.ndarray:
   """[B, V, C] per-view logits -> [B, C] probabilities (mean of logits over V, then softmax)."""
   logits = np.asarray(logits, np.float64)
   if logits.ndim != 3:
     raise ValueError(f"expected logits [batch, views, classes], got shape {logits.shape}")
-  mean = logits.mean(axis=1)
-  mean = mean - mean.max(axis=1, keepdims=True)
-  e = np.exp(mean)
-  return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+  return softmax(logits.mean(axis=1))
 
 
 def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:

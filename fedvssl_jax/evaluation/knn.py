@@ -28,7 +28,12 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from fedvssl_jax.evaluation import reporting
+
 KS = (1, 5, 10, 20, 50)
+# The feature sets of a two-stream model, in the order of `stream_view_features(..., per_stream=True)`: the per-view
+# average of the streams (GOCA's `Avg`, the protocol), then the RGB and the flow stream alone.
+STREAM_SETS = ("rgb+flow", "rgb", "flow")
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
@@ -67,7 +72,7 @@ def recall_at_k(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray
 
 def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Array], records, builder, mesh,
                            batch_size: int, num_workers: int = 0, inputs: Sequence[str] = ("video",),
-                           desc: str = "features", return_index: bool = False):
+                           desc: str = "features"):
   """Per-video features: views L2-normalised, then averaged.
 
   Args:
@@ -78,9 +83,9 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
     mesh: the device mesh (the batch is sharded over `data`).
     batch_size: videos per batch (a multiple of the data-axis size).
     inputs: batch entries passed to `feature_fn`.
-    return_index: also return each row's index in `records` (videos that could not be read are left out).
   Returns:
-    (features [N, D] (or [N, S, D]) float32, labels [N] int), plus indices [N] int with `return_index`.
+    (features [N, D] (or [N, S, D]) float32, labels [N] int, indices [N] int: each row's index in `records`); videos
+    that could not be read are left out.
   """
   from fedvssl_jax.train import mesh as mesh_lib
   from input_pipeline import pipeline
@@ -99,8 +104,7 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
     indices.append(np.asarray(batch["index"])[valid])
     if (i + 1) % 10 == 0 or i + 1 == n_batches:
       print(f"[{desc}] {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s)", flush=True)
-  out = (np.concatenate(feats).astype(np.float32), np.concatenate(labels))
-  return (out + (np.concatenate(indices),)) if return_index else out
+  return np.concatenate(feats).astype(np.float32), np.concatenate(labels), np.concatenate(indices)
 
 
 def stream_view_features(streams: Sequence[tuple[str, nnx.Module]], mesh, per_stream: bool = False):
@@ -157,8 +161,8 @@ def knn_retrieval(feature_fn: Callable[[dict[str, jax.Array]], jax.Array], split
   per_stream=True)`) and the result is {name: R@k} of each set, from one pass over the videos.
   """
   args = dict(mesh=mesh, batch_size=batch_size, num_workers=num_workers, inputs=inputs)
-  g, gl = extract_video_features(feature_fn, splits.train, builder, desc=f"{desc} gallery", **args)
-  q, ql = extract_video_features(feature_fn, splits.test, builder, desc=f"{desc} queries", **args)
+  g, gl, _ = extract_video_features(feature_fn, splits.train, builder, desc=f"{desc} gallery", **args)
+  q, ql, _ = extract_video_features(feature_fn, splits.test, builder, desc=f"{desc} queries", **args)
   if names is None:
     return recall_at_k(q, ql, g, gl, mean_center=mean_center)
   return {name: recall_at_k(q[:, i], ql, g[:, i], gl, mean_center=mean_center) for i, name in enumerate(names)}
@@ -252,16 +256,6 @@ def load_eval_streams(init: ml_collections.ConfigDict) -> tuple[list[tuple[str, 
   return streams, info
 
 
-def _check_flow_files(splits) -> None:
-  from fedvssl_jax.config_utils import ConfigError
-
-  missing = [r for r in splits.train + splits.test if not (r.flow_path and os.path.exists(r.flow_path))]
-  if missing:
-    raise ConfigError(
-        f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path!r}: make them with `python "
-        "scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` or set config.data.flow_template")
-
-
 def eval_split_features(config: ml_collections.ConfigDict, views_key: str, workdir: str,
                         desc: str) -> tuple[SplitFeatures, SplitFeatures]:
   """Train and test features of `config.init`'s frozen backbone(s) on `config.data`.
@@ -275,7 +269,6 @@ def eval_split_features(config: ml_collections.ConfigDict, views_key: str, workd
     (train, test) `SplitFeatures`.
   """
   from fedvssl_jax import datasets
-  from fedvssl_jax.config_utils import ConfigError
   from fedvssl_jax.train import mesh as mesh_lib
 
   if config.get("features_dir"):
@@ -293,12 +286,9 @@ def eval_split_features(config: ml_collections.ConfigDict, views_key: str, workd
     data.with_flow = True
   splits = datasets.load_splits(data)
   if two_stream:
-    _check_flow_files(splits)
+    datasets.check_flow_files(splits)
   mesh = mesh_lib.make_mesh(config.get("mesh"))
-  try:
-    mesh_lib.check_batch_size(views.batch_size, mesh, what=f"config.{views_key}.batch_size")
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
+  mesh_lib.check_batch_size(views.batch_size, mesh, what=f"config.{views_key}.batch_size")
   builder = knn_test_builder(views, with_flow=two_stream)
   feature_fn = stream_view_features(streams, mesh, per_stream=two_stream)
   info.update(views=int(builder.num_views), clip_len=int(views.clip_len), stride=int(views.stride),
@@ -310,13 +300,13 @@ def eval_split_features(config: ml_collections.ConfigDict, views_key: str, workd
   for name, records in (("train", splits.train), ("test", splits.test)):
     feats, labels, index = extract_video_features(
         feature_fn, records, builder, mesh, views.batch_size, config.data.num_workers,
-        inputs=tuple(key for key, _ in streams), desc=f"{desc} {name}", return_index=True)
+        inputs=tuple(key for key, _ in streams), desc=f"{desc} {name}")
     if len(labels) < len(records):
       print(f"[{desc}] {len(records) - len(labels)} {name} videos could not be read and are left out", flush=True)
     split = SplitFeatures(
         features=feats[:, 0] if two_stream else feats, labels=labels,
         names=np.asarray([records[int(i)].name for i in index], dtype=str), class_names=list(splits.class_names),
-        streams={"rgb": feats[:, 1], "flow": feats[:, 2]} if two_stream else {}, meta=dict(info))
+        streams={s: feats[:, i] for i, s in enumerate(STREAM_SETS[1:], 1)} if two_stream else {}, meta=dict(info))
     if jax.process_index() == 0:
       save_features(os.path.join(workdir, f"features_{name}.npz"), split)
     out.append(split)
@@ -334,12 +324,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """The `knn` runner: R@k of `config.init`'s backbone (or RGB + flow backbones) on `config.data`.
 
   Train split = gallery, test split = queries. Two-stream runs report the averaged streams ("rgb+flow", the protocol)
-  and each stream alone ("rgb", "flow"). Writes `<workdir>/results.json`, `knn_recall.png` and the features.
+  and each stream alone ("rgb", "flow"): `STREAM_SETS`. Writes `<workdir>/results.json`, `knn_recall.png` and the
+  features (`workdir` exists: `runners.run` makes it).
   """
-  os.makedirs(workdir, exist_ok=True)
   train, test = eval_split_features(config, "knn", workdir, desc="knn")
   mean_center = bool(config.knn.get("mean_center", False))
-  label = "rgb+flow" if train.streams else "backbone"
+  label = STREAM_SETS[0] if train.streams else "backbone"
   knn = {label: recall_at_k(test.features, test.labels, train.features, train.labels, mean_center=mean_center)}
   for name in train.streams:
     knn[name] = recall_at_k(test.streams[name], test.labels, train.streams[name], train.labels,
@@ -348,6 +338,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                              "num_queries": int(len(test.labels)), **train.meta}
   results.update(features_provenance(config, workdir))
   logging.info("knn: %s", knn)
-  from fedvssl_jax.evaluation import reporting
-
   return reporting.write_results(workdir, results)

@@ -12,7 +12,7 @@ Writes `<workdir>/results.json` (`{"linear_probe": {...}, "checkpoint": ..., "ar
 
 from __future__ import annotations
 
-import os
+import functools
 import time
 from typing import Any
 
@@ -85,7 +85,7 @@ def fit_linear_classifier(train_x: np.ndarray, train_y: np.ndarray, num_classes:
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
     return jnp.sum(ce * mb) / jnp.maximum(jnp.sum(mb), 1.0) + 0.5 * weight_decay * jnp.sum(p["kernel"] ** 2)
 
-  def one_epoch(carry, key):
+  def one_epoch(carry, key, xs, ys):
     order = jax.random.permutation(key, n)
     pad = num_batches * bs - n
     order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(num_batches, bs)
@@ -102,12 +102,13 @@ def fit_linear_classifier(train_x: np.ndarray, train_y: np.ndarray, num_classes:
     return carry, losses.mean()
 
   @jax.jit
-  def run(params, key):
-    (params, _), epoch_losses = jax.lax.scan(one_epoch, (params, tx.init(params)), jax.random.split(key, epochs))
+  def run(params, key, xs, ys):  # the features are arguments, not constants baked into the compiled program
+    (params, _), epoch_losses = jax.lax.scan(functools.partial(one_epoch, xs=xs, ys=ys), (params, tx.init(params)),
+                                             jax.random.split(key, epochs))
     return params, epoch_losses
 
   t0 = time.time()
-  params, epoch_losses = jax.device_get(run(params, jax.random.key(seed)))
+  params, epoch_losses = jax.device_get(run(params, jax.random.key(seed), xs, ys))
   if verbose:
     every = max(1, epochs // 10)
     for e in range(every - 1, epochs, every):
@@ -122,9 +123,7 @@ def predict_proba(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
   """Class probabilities float32 [N, K] of features `x` [N, D] under `fit_linear_classifier`'s params."""
   x = np.asarray(x, np.float32)
   logits = ((x - params["mean"]) / params["std"]).astype(np.float64) @ params["kernel"] + params["bias"]
-  logits -= logits.max(axis=1, keepdims=True)
-  e = np.exp(logits)
-  return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+  return classification.softmax(logits)
 
 
 def probe_kwargs(probe: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -136,10 +135,9 @@ def probe_kwargs(probe: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The `linear_probe` runner: features of the frozen backbone(s), a linear classifier on the train split, test
-  accuracy. Returns (and writes to `<workdir>/results.json`) the results."""
+  accuracy. Returns (and writes to `<workdir>/results.json`, `workdir` made by `runners.run`) the results."""
   from fedvssl_jax.config_utils import ConfigError
 
-  os.makedirs(workdir, exist_ok=True)
   if config.probe.optimizer not in OPTIMIZERS:
     raise ConfigError(f"config.probe.optimizer={config.probe.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
   train, test = knn.eval_split_features(config, "features", workdir, desc="linear probe")

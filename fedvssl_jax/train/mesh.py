@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from fedvssl_jax.config_utils import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -51,10 +53,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch_size: int, mesh: Mesh, what: str = "config.batch_size") -> None:
-  """Raises a clear error when the global batch does not divide over the data axis."""
+  """Raises a one-line ConfigError (a ValueError) naming `what` when the global batch does not divide over the data
+  axis."""
   n = mesh.shape[DATA_AXIS]
   if global_batch_size % n:
-    raise ValueError(
+    raise ConfigError(
         f"{what}={global_batch_size} is not divisible by the {n} devices of the mesh's '{DATA_AXIS}' axis; "
         f"use a multiple of {n} or set config.mesh to use fewer devices")
 
