@@ -1,6 +1,9 @@
-"""Test setup: 8 emulated CPU devices, CPU only, absl flags parsed (grain's mp_prefetch reads them)."""
+"""Test setup: 8 emulated CPU devices, CPU only, absl flags parsed (grain's mp_prefetch reads them); `run_main` and
+the flags that shrink the demo configs for the end-to-end tests (`from conftest import ...`)."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,3 +28,24 @@ def synthetic_videos(tmp_path_factory):
   out = tmp_path_factory.mktemp("synthetic_videos")
   synthetic.make_dataset(out, **synthetic.TEST_PRESET)
   return out
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Flags of the end-to-end tests: the test videos, a tiny backbone, kNN on small views, a short federated run.
+DATA_SHRINK = ["--config.data.synthetic_preset=test", "--config.data.num_workers=0",
+               "--config.model.backbone_kwargs.width_multiplier=0.0625"]
+KNN_SHRINK = ["--config.knn.clip_len=4", "--config.knn.num_clips=1", "--config.knn.short_side=32",
+              "--config.knn.crop_size=32", "--config.knn.batch_size=4"]
+FEDERATED_SHRINK = ["--config.federated.num_rounds=2", "--config.federated.local_epochs=1",
+                    "--config.federated.max_steps_per_round=2", "--config.federated.round_timeout_s=600"]
+
+
+def run_main(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+  """Runs `python -m fedvssl_jax.main *args` in the repository on the CPU; fails the test (with the output's tail)
+  when it exits non-zero."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "fedvssl_jax.main", *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  return proc

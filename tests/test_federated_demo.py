@@ -3,39 +3,25 @@ with the real CtP local trainer (shrunk: tiny width, few steps, the test videos)
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from conftest import DATA_SHRINK, FEDERATED_SHRINK, KNN_SHRINK, run_main
+
 pytest.importorskip("ray")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 SHRINK = [
-    "--config.data.synthetic_preset=test", "--config.data.num_workers=0",
-    "--config.model.backbone_kwargs.width_multiplier=0.0625", "--config.batch_size=2",
+    *DATA_SHRINK, "--config.batch_size=2",
     "--config.task.clip_len=8", "--config.task.crop_size=32", "--config.task.short_side_sizes=(32,40)",
-    "--config.task.patch_mask.scales=(6,8,12)",
-    "--config.federated.num_rounds=2", "--config.federated.local_epochs=1",
-    "--config.federated.max_steps_per_round=2", "--config.federated.round_timeout_s=600",
-    "--config.knn.clip_len=4", "--config.knn.num_clips=1", "--config.knn.short_side=32", "--config.knn.crop_size=32",
-    "--config.knn.batch_size=4",
+    "--config.task.patch_mask.scales=(6,8,12)", *FEDERATED_SHRINK, *KNN_SHRINK,
 ]
-
-
-def _run(cmd, timeout=900):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-  return proc
 
 
 def test_fedvssl_demo_config_two_rounds_three_clients(synthetic_videos, tmp_path):
   workdir = tmp_path / "fed"
-  _run([sys.executable, "-m", "fedvssl_jax.main", "--config=configs/fedvssl.py:demo", f"--workdir={workdir}",
-        f"--config.data.cache_dir={synthetic_videos}", *SHRINK])
+  run_main("--config=configs/fedvssl.py:demo", f"--workdir={workdir}", f"--config.data.cache_dir={synthetic_videos}",
+           *SHRINK)
 
   rounds = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
   assert [r["round"] for r in rounds] == [1, 2]
@@ -46,7 +32,8 @@ def test_fedvssl_demo_config_two_rounds_three_clients(synthetic_videos, tmp_path
     assert np.isfinite(r["global_loss"])
 
   results = json.loads((workdir / "results.json").read_text())
-  assert results["federated"]["rounds"] == 2
+  assert results["federated"]["resumed_from"] == 0
+  assert results["federated"]["final_global_loss"] == rounds[-1]["global_loss"]
   for which in ("pretrained", "random_init"):
     assert set(results["knn"][which]) == {"R@1", "R@5", "R@10", "R@20", "R@50"}
   assert os.path.isfile(workdir / "export" / "backbone" / "model.json")

@@ -4,32 +4,25 @@ results.json and plots."""
 
 import json
 import os
-import subprocess
-import sys
 
+from conftest import DATA_SHRINK, FEDERATED_SHRINK, KNN_SHRINK, run_main
 from input_pipeline import flow as flow_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 SHRINK = [
-    "--config.data.synthetic_preset=test", "--config.data.num_workers=0",
-    "--config.model.backbone_kwargs.width_multiplier=0.0625", "--config.model.num_prototypes=16",
-    "--config.model.embed_dim=8", "--config.model.hidden_dim=16", "--config.model.prototype_steps=20",
+    *DATA_SHRINK,
+    "--config.model.num_prototypes=16", "--config.model.embed_dim=8", "--config.model.hidden_dim=16",
+    "--config.model.prototype_steps=20",
     "--config.views.crop_size=32", "--config.views.short_side_range=(32,40)", "--config.views.min_start_distance=4",
     "--config.flow.short_side=32", "--config.flow.workers=1",
     "--config.batch_size=4", "--config.num_steps=3", "--config.goca.queue_length=8", "--config.log_every=1",
-    "--config.knn.clip_len=4", "--config.knn.num_clips=1", "--config.knn.short_side=32", "--config.knn.crop_size=32",
-    "--config.knn.batch_size=4",
+    *KNN_SHRINK,
 ]
 
 
 def test_goca_demo_path(synthetic_videos, tmp_path):
   workdir = tmp_path / "goca"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-m", "fedvssl_jax.main", "--config=configs/goca.py:demo",
-                         f"--workdir={workdir}", f"--config.data.cache_dir={synthetic_videos}", *SHRINK],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  run_main("--config=configs/goca.py:demo", f"--workdir={workdir}", f"--config.data.cache_dir={synthetic_videos}",
+           *SHRINK)
 
   # Flow was made beside the RGB videos with the demo's bound, for every video of both splits.
   settings = flow_lib.read_flow_settings(str(synthetic_videos / "videos_flow"))
@@ -96,17 +89,13 @@ def test_goca_federated_demo_path(synthetic_videos, tmp_path):
 
   pytest.importorskip("ray")
   workdir = tmp_path / "goca_fed"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-m", "fedvssl_jax.main", "--config=configs/goca.py:demo,federated",
-                         f"--workdir={workdir}", f"--config.data.cache_dir={synthetic_videos}", *SHRINK,
-                         "--config.federated.num_rounds=2", "--config.federated.local_epochs=1",
-                         "--config.federated.max_steps_per_round=2", "--config.federated.round_timeout_s=600"],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  run_main("--config=configs/goca.py:demo,federated", f"--workdir={workdir}",
+           f"--config.data.cache_dir={synthetic_videos}", *SHRINK, *FEDERATED_SHRINK)
   rounds = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
   assert [r["round"] for r in rounds] == [1, 2] and all(r["num_aggregated"] == 3 for r in rounds)
   results = json.loads((workdir / "results.json").read_text())
-  assert results["federated"]["rounds"] == 2
+  assert results["federated"]["resumed_from"] == 0
+  assert results["federated"]["final_global_loss"] == rounds[-1]["global_loss"]
   assert set(results["export"]) == {"rgb", "flow"}
   for stream in ("rgb", "flow"):
     assert os.path.isfile(os.path.join(results["export"][stream], "model.json"))

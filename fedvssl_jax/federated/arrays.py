@@ -84,13 +84,13 @@ def flat_to_pytree(flat: Mapping[str, Any], like: Mapping[str, Any] | None = Non
       a path that is both a leaf and a prefix of another path.
   """
   if like is not None:
-    like_flat_keys = _like_paths(like)
-    for path, (_, shape) in like_flat_keys.items():
+    shapes = tree_shapes(like)
+    for path, shape in shapes.items():
       if path not in flat:
         raise ValueError(f"flat dict lacks path {path!r} of the target structure")
-      if shape is not None and tuple(np.shape(flat[path])) != tuple(shape):
-        raise ValueError(f"path {path!r}: shape {np.shape(flat[path])}, target has {tuple(shape)}")
-    extra = [p for p in flat if p not in like_flat_keys]
+      if tuple(np.shape(flat[path])) != shape:
+        raise ValueError(f"path {path!r}: shape {np.shape(flat[path])}, target has {shape}")
+    extra = [p for p in flat if p not in shapes]
     if extra:
       raise ValueError(f"flat dict has paths not in the target structure: {extra[:5]}")
 
@@ -117,13 +117,11 @@ def flat_to_pytree(flat: Mapping[str, Any], like: Mapping[str, Any] | None = Non
 
 
 def tree_shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-  """`{path: shape}` of a nested dict's leaves, in `pytree_to_flat` order, without reading (or copying) them."""
-  return {path: shape for path, (_, shape) in _like_paths(tree).items()}
+  """`{path: shape}` of a nested dict's leaves, in `pytree_to_flat` order, without reading (or copying) them.
 
-
-def _like_paths(like: Mapping[str, Any]) -> dict[str, tuple[Any, tuple[int, ...] | None]]:
-  """path -> (leaf, shape or None) for a nested target structure."""
-  out: dict[str, tuple[Any, tuple[int, ...] | None]] = {}
+  Leaves may be arrays, NNX `Variable`s (their value's shape) or `jax.ShapeDtypeStruct`s.
+  """
+  out: dict[str, tuple[int, ...]] = {}
 
   def rec(node: Any, path: str) -> None:
     if isinstance(node, Mapping):
@@ -131,10 +129,10 @@ def _like_paths(like: Mapping[str, Any]) -> dict[str, tuple[Any, tuple[int, ...]
         rec(v, f"{path}{SEP}{_key_str(k)}" if path else _key_str(k))
       return
     leaf = node.value if hasattr(node, "value") and not isinstance(node, np.ndarray) else node
-    shape = getattr(leaf, "shape", None)  # also jax.ShapeDtypeStruct
-    out[path] = (leaf, tuple(shape) if shape is not None else tuple(np.shape(leaf)))
+    shape = getattr(leaf, "shape", None)
+    out[path] = tuple(shape) if shape is not None else tuple(np.shape(leaf))
 
-  rec(like, "")
+  rec(tree, "")
   return out
 
 

@@ -2,7 +2,9 @@
 
 A task (CtP, VCOP, Speed, GOCA, the test `toy`) registers a factory `factory(config) -> LocalTrainer` in
 `LOCAL_TRAINERS`; `make_local_trainer(config)` picks it by `config.federated.trainer`. The Flower client app calls
-`train` once per round it is sampled in; the server app calls `initial_arrays` once (round 0).
+`train` once per round it is sampled in; the server app calls `initial_arrays` once (round 0) and, after the last
+round, `export(arrays, workdir) -> {stream: directory}` with the final global model when the trainer has an `export`
+(optional, not part of the protocol: the toy trainer has no backbone to export).
 
 Arrays cross this boundary as flat float32 dicts keyed by pytree path (`fedvssl_jax.federated.arrays`): the full
 model, i.e. `backbone/...` plus the task's head and any other state that must persist between a client's rounds

@@ -7,7 +7,7 @@ config defaults for the in-process simulation. `run_server(grid, config, workdir
   for r in last_finished + 1 .. R:
     sample clients, send (global, {"server-round", "local-epochs", "mode"}), wait (round timeout)
     aggregate (strategy.FedVSSLStrategy), save the server state (atomic, waited for), log metrics
-  save <workdir>/final_global/ and export the backbone(s) to <workdir>/export/ (`train.federated.export_final_global`)
+  save <workdir>/final_global/ and export the backbone(s) to <workdir>/export/ (the local trainer's `export`, if any)
 
 Metrics per round go to stdout, TensorBoard (`<workdir>/tensorboard`, tags `federated/...`) and one JSON object per
 round in `<workdir>/federated_metrics.jsonl` (per-client loss, examples, time, weight, failures; global loss).
@@ -104,6 +104,7 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
   os.makedirs(workdir, exist_ok=True)
   strategy = FedVSSLStrategy.from_config(config, num_nodes=int(fed.get("num_clients", 0)) or None)
   strategy.summary()
+  trainer = make_local_trainer(config)  # round 0's model, and the export at the end
   state = server_state.load_server_state(workdir)
   if state is not None:
     _check_resume(state.meta.get("strategy", {}), strategy.strategy_config())
@@ -113,7 +114,6 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
     print(f"[federated] resuming from {server_state.server_dir(workdir)}: round {start_round} finished", flush=True)
   else:
     start_round = 0
-    trainer = make_local_trainer(config)
     global_arrays = {k: to_float32(k, v) for k, v in trainer.initial_arrays().items()}
   strategy.set_global(global_arrays, has_history=start_round > 0)
   local_epochs = int(fed.get("local_epochs", 1))
@@ -151,9 +151,8 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
       round_logger.close()
   final = server_state.save_final_global(workdir, global_arrays)
   print(f"[federated] done: {num_rounds} rounds, final global model in {final}", flush=True)
-  from fedvssl_jax.train.federated import export_final_global
-
-  exported = export_final_global(config, workdir, global_arrays)
+  export = getattr(trainer, "export", None)  # optional: a trainer without an exportable backbone has none
+  exported = export(global_arrays, workdir) if export is not None else None
   if exported:
     print(f"[federated] exported backbone(s): {', '.join(exported.values())}", flush=True)
   return {"rounds": num_rounds, "resumed_from": start_round, "final_global": final, "export": exported,

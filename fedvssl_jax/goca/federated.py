@@ -25,5 +25,6 @@ def make_goca_local_trainer(config: ml_collections.ConfigDict) -> TaskLocalTrain
   spec = TaskSpec(
       make_model=lambda rngs: goca_trainer.build_model(config, rngs, prototypes),
       loss_fn=goca_trainer.make_loss_fn(config, use_prior=bool(config.goca.use_prior)),
-      builder=goca_trainer.make_builder(config), batch_keys=tuple(rgb_keys + flow_keys), make_tx=make_tx)
+      builder=goca_trainer.make_builder(config), batch_keys=tuple(rgb_keys + flow_keys), make_tx=make_tx,
+      export=lambda model, workdir: goca_trainer.export_backbones(config, workdir, model))
   return TaskLocalTrainer(config, spec)

@@ -6,8 +6,9 @@ import ml_collections
 
 from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS
 from fedvssl_jax.pretext import PRETEXT_TASKS
+from fedvssl_jax.train import pretext
+from fedvssl_jax.train import state as state_lib
 from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
-from fedvssl_jax.train.pretext import task_model_config
 
 
 def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
@@ -16,9 +17,13 @@ def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
     batch_keys = tuple(task.batch_spec(config.task).keys())
   except NotImplementedError:
     batch_keys = None
-  model_config = task_model_config(config)
+  model_config = pretext.task_model_config(config)
+
+  def export(model, workdir: str) -> dict[str, str]:
+    return {"rgb": pretext.export_backbone(config, workdir, state_lib.module_weights(model.backbone))}
+
   return TaskSpec(make_model=lambda rngs: task.make_model(model_config, rngs=rngs), loss_fn=task.loss_fn,
-                  builder=task.make_builder(config.task), batch_keys=batch_keys)
+                  builder=task.make_builder(config.task), batch_keys=batch_keys, export=export)
 
 
 @LOCAL_TRAINERS.register("pretext")

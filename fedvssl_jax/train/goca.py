@@ -14,7 +14,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -42,20 +41,17 @@ def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplit
   `config.flow`; a folder recorded (`flow_params.json`) with other settings, e.g. a cached demo folder made by an
   older release, is remade, so a run never mixes flow of two encodings. A folder without a record is trusted.
   """
+  if not config.flow.extract_missing or config.data.get("flow_template", ""):
+    hint = ("config.data.flow_template is set, so they are not made here" if config.flow.extract_missing
+            else "or set config.flow.extract_missing=True")
+    datasets.check_flow_files(splits, hint=hint)
+    return
   records = splits.train + splits.test
   missing = [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
-  if not config.flow.extract_missing or config.data.get("flow_template", ""):
-    if missing:
-      how = ("config.data.flow_template is set, so they are not made here" if config.flow.extract_missing
-             else "or set config.flow.extract_missing=True")
-      raise ConfigError(
-          f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "
-          f"`python scripts/extract_flow.py --videos <root>/videos --out <root>/videos_flow` ({how})")
-    return
   f = config.flow
   params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **f.tvl1.to_dict())
   kwargs = dict(short_side=f.short_side or None, params=params, bound=float(f.bound), max_frames=None)
-  wanted = flow_lib.flow_settings(crf=8, **kwargs)  # 8: extract_flow_folder's default
+  wanted = flow_lib.flow_settings(crf=flow_lib.DEFAULT_CRF, **kwargs)
   missing_paths = {r.path for r in missing}
   roots: dict[tuple[str, str], bool] = {}  # (videos root, flow root) -> has a missing flow video
   for r in records:
@@ -170,18 +166,20 @@ def make_tx(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps
   return tx, schedule
 
 
-def knn_two_stream(model: GOCAModel, config, splits, mesh, desc: str) -> dict[str, dict[str, float]]:
+def knn_two_stream(rgb: nnx.Module, flow: nnx.Module, config, splits, mesh, desc: str) -> dict[str, dict[str, float]]:
   """R@k of the two-stream features (per view the average of the RGB and flow backbone features, GOCA's `Avg`; flow
   clips at the same frames as the RGB ones) and of each stream alone, from one pass over the videos.
+
+  Args:
+    rgb, flow: the two backbones (pooled output), e.g. `GOCAModel.backbone.rgb` / `.flow` or exported ones.
 
   Returns:
     {"rgb+flow": {"R@1": ..}, "rgb": {..}, "flow": {..}}.
   """
-  feature_fn = knn_lib.stream_view_features((("video", model.backbone.rgb), ("flow", model.backbone.flow)), mesh,
-                                            per_stream=True)
+  feature_fn = knn_lib.stream_view_features((("video", rgb), ("flow", flow)), mesh, per_stream=True)
   return knn_lib.knn_retrieval(feature_fn, splits, knn_lib.knn_test_builder(config.knn, with_flow=True), mesh,
                                config.knn.batch_size, config.data.num_workers, config.knn.mean_center,
-                               inputs=("video", "flow"), desc=desc, names=("rgb+flow", "rgb", "flow"))
+                               inputs=("video", "flow"), desc=desc, names=knn_lib.STREAM_SETS)
 
 
 def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel) -> dict[str, str]:
@@ -196,31 +194,29 @@ def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOC
   return out
 
 
-def evaluate_knn(config: ml_collections.ConfigDict, model: GOCAModel,
-                 splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
-  """kNN of the trained and of a randomly initialised model when `config.knn.enabled` (else {}).
+def evaluate_knn(config: ml_collections.ConfigDict, exported: dict[str, str],
+                 splits: datasets.DatasetSplits) -> dict[str, Any]:
+  """kNN of the exported backbones and of a randomly initialised model when `config.knn.enabled` (else {}).
 
-  Returns `knn`, the two-stream R@k (the protocol) of the pretrained and the random-init model, and `knn_per_stream`,
-  each stream's own R@k. `splits` come from a caller that has already run `ensure_flow` on them; without them the
-  splits are loaded and their flow videos made / checked here.
+  Args:
+    exported: {"rgb": dir, "flow": dir} of `export_backbones`.
+    splits: the run's splits, their flow videos made / checked by `ensure_flow`.
+
+  Returns:
+    `knn`, the two-stream R@k (the protocol) of the pretrained and the random-init model, and `knn_per_stream`, each
+    stream's own R@k.
   """
   if not config.knn.enabled:
     return {}
-  if splits is None:
-    splits = datasets.load_splits(config.data)
-    ensure_flow(config, splits)
   mesh = mesh_lib.make_mesh(config.get("mesh"))
+  rgb, _ = export.load_backbone(exported["rgb"], output="pooled")
+  flow, _ = export.load_backbone(exported["flow"], output="pooled")
+  pretrained = knn_two_stream(rgb, flow, config, splits, mesh, "knn pretrained")
   random_model = build_model(config, nnx.Rngs(config.seed))
-  pretrained = knn_two_stream(model, config, splits, mesh, "knn pretrained")
-  random_init = knn_two_stream(random_model, config, splits, mesh, "knn random init")
+  random_init = knn_two_stream(random_model.backbone.rgb, random_model.backbone.flow, config, splits, mesh,
+                               "knn random init")
   return {"knn": {"pretrained": pretrained.pop("rgb+flow"), "random_init": random_init.pop("rgb+flow")},
           "knn_per_stream": {"pretrained": pretrained, "random_init": random_init}}
-
-
-def export_and_evaluate(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel,
-                        splits: datasets.DatasetSplits | None = None) -> dict[str, Any]:
-  """Exports both backbones (`export`) and runs `evaluate_knn` (`knn`, `knn_per_stream`)."""
-  return {"export": export_backbones(config, workdir, model), **evaluate_knn(config, model, splits)}
 
 
 def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, steps_per_epoch: int,
@@ -280,6 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if not finished:
     return {"stopped_at_step": int(state.step)}
   final = state_lib.merge_model(graphdef, jax.device_get(state))
-  results: dict[str, Any] = {"method": "goca", "steps": int(state.step)}
-  results.update(export_and_evaluate(config, workdir, final, splits))
+  exported = export_backbones(config, workdir, final)
+  results: dict[str, Any] = {"method": "goca", "steps": int(state.step), "export": exported}
+  results.update(evaluate_knn(config, exported, splits))
   return reporting.write_results(workdir, results)

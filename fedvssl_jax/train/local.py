@@ -30,11 +30,11 @@ from fedvssl_jax import datasets
 from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.federated import arrays as arrays_lib
 from fedvssl_jax.federated.local_trainer import LocalResult
+from fedvssl_jax.models import export
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import optim
 from fedvssl_jax.train import state as state_lib
 from input_pipeline import annotations, pipeline
-
 
 
 def model_to_flat(model: nnx.Module) -> dict[str, np.ndarray]:
@@ -65,8 +65,7 @@ def flat_into_state(state: nnx.State, flat: dict[str, np.ndarray], exchanged=Non
       raise ValueError(f"array {key!r} has shape {np.shape(flat[key])}, the model expects {shape}")
   if not wanted:
     return state
-  new_pure = arrays_lib.flat_to_pytree({k: flat[k] for k in wanted}, like=None)
-  nnx.replace_by_pure_dict(state, new_pure)
+  nnx.replace_by_pure_dict(state, export.unflatten_state({k: np.asarray(flat[k]) for k in wanted}))
   return state
 
 
@@ -107,6 +106,9 @@ class TaskSpec:
   batch_keys: tuple[str, ...] | None = None
   # total local steps -> (optimiser, schedule); default: SGD from `config.optim` (`fedvssl_jax.train.optim`).
   make_tx: Callable[[int], tuple[optax.GradientTransformation, optax.Schedule]] | None = None
+  # (model holding the final global arrays, workdir) -> {stream: exported backbone directory}, e.g.
+  # {"rgb": <workdir>/export/backbone}; None: the task has no exportable backbone.
+  export: Callable[[nnx.Module, str], dict[str, str]] | None = None
 
 
 class TaskLocalTrainer:
@@ -152,6 +154,23 @@ class TaskLocalTrainer:
   def num_examples(self, partition_id: int) -> int:
     return len(self.records(partition_id))
 
+  def _states(self, arrays: dict[str, np.ndarray]) -> tuple[nnx.State, nnx.State]:
+    """(params, rest) states of the model skeleton holding `arrays` (leaves not exchanged keep their initial values);
+    the skeleton's own states are left as they are."""
+    params = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._params), arrays, self._initial)
+    rest = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._rest), arrays, self._initial)
+    return params, rest
+
+  def export(self, arrays: dict[str, np.ndarray], workdir: str) -> dict[str, str] | None:
+    """Exports the backbone(s) of the model `arrays` (the final global model) with the task's `TaskSpec.export`.
+
+    Returns:
+      {stream: directory}, e.g. {"rgb": <workdir>/export/backbone}, or None when the task has no export.
+    """
+    if self.spec.export is None:
+      return None
+    return self.spec.export(nnx.merge(self._graphdef, *self._states(arrays)), workdir)
+
   def _tx_and_schedule(self, total_steps: int):
     if self.spec.make_tx is not None:
       return self.spec.make_tx(total_steps)
@@ -168,8 +187,7 @@ class TaskLocalTrainer:
     if cap > 0:
       steps = min(steps, cap)
     tx, schedule = self._tx_and_schedule(steps)
-    params = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._params), arrays, self._initial)
-    rest = flat_into_state(jax.tree_util.tree_map(lambda x: x, self._rest), arrays, self._initial)
+    params, rest = self._states(arrays)
     state = state_lib.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, rest=rest,
                                  opt_state=tx.init(params))
     state = jax.device_put(state, mesh_lib.replicated(self.mesh))
