@@ -34,5 +34,7 @@ def get_config(arg=None):
     if arg.demo:
       config.batch_size = 8
       config.optim.update(dict(lr=0.05, momentum=0.9))
+      if arg.task == "ctp":  # as configs/ctp.py:demo: AdamW (fresh every round, like the SGD it replaces)
+        config.optim.update(dict(name="adamw", lr=0.002))
   config.runner = "federated"
   return config

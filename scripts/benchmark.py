@@ -51,7 +51,7 @@ def bench_jax(batch: int, frames: int, size: int, steps: int, warmup: int, dtype
   model.train()
   cfg = ml_collections.ConfigDict(dict(lr=0.01, momentum=0.9, weight_decay=1e-4, grad_clip_norm=40.0,
                                        schedule="constant"))
-  tx = optim.make_sgd(cfg, optim.make_schedule(cfg, 1, 1))
+  tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 1, 1))
   graphdef, state = state_lib.create_train_state(model, tx, mesh)
 
   def loss_fn(m, b, rng):

@@ -158,6 +158,32 @@ def test_patch_mask_label_prob_zero_pastes_only_frame0_and_source():
     np.testing.assert_array_equal(p.visible[i], expect)
 
 
+def test_noise_patches_are_visible_where_clip_patches_are_not():
+  """On a flat clip a patch cut from the clip changes (almost) nothing; `patch_source="noise"` pastes colour blocks along the
+  same trajectories (the trajectories are drawn before the patches, so a seed gives the same boxes)."""
+  flat = np.full((8, 48, 48, 3), 120, np.uint8)
+  out_clip, gt_clip = patch_mask(flat, np.random.default_rng(7))
+  out_noise, gt_noise, p = patch_mask(flat, np.random.default_rng(7), return_params=True, patch_source="noise",
+                                      noise_block=3)
+  np.testing.assert_array_equal(gt_clip, gt_noise)
+  assert np.abs(out_clip.astype(int) - flat).max() <= 1    # only the blend's uint8 truncation
+  assert np.abs(out_noise.astype(int) - flat).max() > 60
+  for i in range(3):
+    c = p.source_frames[i]
+    patch = p.patches[i][c]                          # the source-frame patch is the texture itself (no resize)
+    h, w = patch.shape[:2]
+    cells = patch[::3, ::3]
+    np.testing.assert_array_equal(patch, np.repeat(np.repeat(cells, 3, 0), 3, 1)[:h, :w])
+    if h * w >= 36:
+      assert patch.std() > 40                         # U{0..255} blocks, not the clip's flat 120
+  with pytest.raises(ValueError, match="patch_source"):
+    patch_mask(flat, np.random.default_rng(0), patch_source="video")
+  with pytest.raises(ValueError, match="noise_block"):
+    patch_mask(flat, np.random.default_rng(0), patch_source="noise", noise_block=0)
+  with pytest.raises(ValueError, match="patch_mask.patch_source"):
+    CtPBuilder(dict(patch_mask=dict(patch_source="nosie")))
+
+
 def test_apply_patch_mask_blend_and_order():
   clip = np.full((2, 10, 10, 3), 100, np.uint8)
   trajs = np.array([[[0, 0, 6, 6], [0, 0, 6, 6]],      # big

@@ -39,7 +39,7 @@ def _run_two_steps(num_devices: int):
   model.train()
   cfg = ml_collections.ConfigDict(dict(lr=0.1, momentum=0.9, weight_decay=1e-4, grad_clip_norm=40.0,
                                        schedule="constant"))
-  tx = optim.make_sgd(cfg, optim.make_schedule(cfg, 10, 10))
+  tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 10, 10))
   graphdef, state = state_lib.create_train_state(model, tx, mesh)
   step = state_lib.make_train_step(graphdef, tx, _loss, mesh)
   rng = np.random.default_rng(0)
@@ -83,7 +83,7 @@ def test_sgd_matches_pytorch_update_rule():
   """clip -> + wd * w -> momentum buffer -> w -= lr * buf, as torch SGD behind mmcv's OptimizerHook."""
   cfg = ml_collections.ConfigDict(dict(lr=0.5, momentum=0.9, weight_decay=0.1, grad_clip_norm=1.0,
                                        schedule="constant"))
-  tx = optim.make_sgd(cfg, optim.make_schedule(cfg, 1, 1))
+  tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 1, 1))
   w = {"w": jnp.array([1.0, -2.0])}
   g = {"w": jnp.array([3.0, 4.0])}  # norm 5 -> clipped to norm 1
   opt_state = tx.init(w)
@@ -96,6 +96,27 @@ def test_sgd_matches_pytorch_update_rule():
     buf = 0.9 * buf + d
     w_ref = w_ref - 0.5 * buf
     np.testing.assert_allclose(w["w"], w_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_matches_pytorch_update_rule():
+  """clip -> torch AdamW: w -= lr * wd * w; m, v moments; w -= lr * m_hat / (sqrt(v_hat) + eps)."""
+  cfg = ml_collections.ConfigDict(dict(name="adamw", lr=0.1, weight_decay=0.01, grad_clip_norm=1.0,
+                                       schedule="constant"))
+  tx = optim.make_optimizer(cfg, optim.make_schedule(cfg, 1, 1))
+  w = {"w": jnp.array([1.0, -2.0])}
+  opt_state = tx.init(w)
+  w_ref, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
+  for t, g in enumerate(([3.0, 4.0], [0.3, -0.1], [-1.0, 0.5]), start=1):
+    updates, opt_state = tx.update({"w": jnp.array(g)}, opt_state, w)
+    w = optax.apply_updates(w, updates)
+    g = np.array(g) / max(1.0, float(np.linalg.norm(g)))
+    w_ref = w_ref - 0.1 * 0.01 * w_ref
+    m = 0.9 * m + 0.1 * g
+    v = 0.999 * v + 0.001 * g * g
+    w_ref = w_ref - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    np.testing.assert_allclose(w["w"], w_ref, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="config.optim.name.*known: sgd, adamw"):
+    optim.make_optimizer(ml_collections.ConfigDict(dict(name="adam", lr=1.0)), optax.constant_schedule(1.0))
 
 
 def test_schedules():

@@ -12,7 +12,8 @@ Data (`CtPBuilder`), task_config keys and their CtP defaults:
   patch_mask          {}                  PatchMask kwargs: num_rois 3, scales (16, 24, 28, 32, 48, 64),
                                           ratios (.5, .67, .75, 1, 1.33, 1.5, 2), scale_jitter .18,
                                           key_frame_probs (.5, .3, .2), loc_velocity 3, size_velocity .025,
-                                          label_prob .8
+                                          label_prob .8, patch_source "clip" (or "noise",
+                                          see ctp_patch_mask.PATCH_SOURCES), noise_block 4
   hue_saturation      (0.25, 12, 0.1)     (prob, hue delta in OpenCV units, saturation log-delta)
   dynamic_brightness  (0.5, 30)           (prob, delta), key frames p (.7, .3)
   dynamic_contrast    (0.5, 0.12)         (prob, log-delta), key frames p (.7, .3)
@@ -51,7 +52,7 @@ from fedvssl_jax.losses.ctp import DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS, ct
 from fedvssl_jax.models import layers
 from fedvssl_jax.ops.roi_align import roi_align
 from fedvssl_jax.pretext import base
-from fedvssl_jax.pretext.ctp_patch_mask import patch_mask
+from fedvssl_jax.pretext.ctp_patch_mask import PATCH_SOURCES, patch_mask
 from input_pipeline import samplers, transforms
 
 _FILE = "fedvssl_jax/pretext/ctp.py"
@@ -60,7 +61,7 @@ CTP_SPATIAL_DOWNSAMPLE = (False, True, True, False)
 CTP_TEMPORAL_DOWNSAMPLE = (False, True, True, True)
 
 _PATCH_MASK_KEYS = ("num_rois", "scales", "ratios", "scale_jitter", "key_frame_probs", "loc_velocity",
-                    "size_velocity", "label_prob")
+                    "size_velocity", "label_prob", "patch_source", "noise_block")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -84,6 +85,9 @@ class CtPBuilder(base.ClipBuilder):
     unknown = set(self.patch_mask_kwargs) - set(_PATCH_MASK_KEYS)
     if unknown:
       raise KeyError(f"{where}.patch_mask: unknown keys {sorted(unknown)}; known: {list(_PATCH_MASK_KEYS)}")
+    source = self.patch_mask_kwargs.get("patch_source", "clip")
+    if source not in PATCH_SOURCES:
+      raise ValueError(f"{where}.patch_mask.patch_source: unknown {source!r}; known: {list(PATCH_SOURCES)}")
     self.hue_saturation = tuple(float(v) for v in get("hue_saturation", (0.25, 12.0, 0.1)))
     self.dynamic_brightness = tuple(float(v) for v in get("dynamic_brightness", (0.5, 30.0)))
     self.dynamic_contrast = tuple(float(v) for v in get("dynamic_contrast", (0.5, 0.12)))

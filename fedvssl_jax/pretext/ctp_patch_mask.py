@@ -13,7 +13,9 @@ Follows microsoft/CtP `pyvrl/models/pretraining/ctp/ctp_transforms.py` (`PatchMa
    one rule per segment ("uniform" p .7, "accelerate" .15, "decelerate" .15) interpolates. Boxes `ctr -+ size / 2`
    are clipped to the image, rounded to int and clipped again.
 3. Patch content: per trajectory a source frame `c ~ U{0..T-1}`; the frame-c box of the *same clip* is cropped and
-   `cv2.resize`d (bilinear) to every frame's box size.
+   `cv2.resize`d (bilinear) to every frame's box size. `patch_source="noise"` (not in CtP) uses a texture of random
+   colour blocks (`noise_block` pixels, each channel U{0..255}) of the frame-c box's size instead; see
+   `PATCH_SOURCES`.
 4. Alpha: shape rectangle / ellipse / rhombus (p .5 / .35 / .15) on the source-frame box size, soft edge with
    p .5 (alpha falls linearly from a turning point tp ~ U(.30, .45) of the normalised distance to 0 at .5), per-frame
    opacity U(.8, 1.) at key frames, linearly interpolated; resized to every frame's box.
@@ -46,6 +48,16 @@ DEFAULT_KEY_FRAME_PROBS = (0.5, 0.3, 0.2)
 DEFAULT_LOC_VELOCITY = 3.0
 DEFAULT_SIZE_VELOCITY = 0.025
 DEFAULT_LABEL_PROB = 0.8
+
+DEFAULT_PATCH_SOURCE = "clip"
+DEFAULT_NOISE_BLOCK = 4
+# Where the pasted patches come from:
+#   clip   CtP: the trajectory's source-frame box cut from the same clip. On real footage the patch carries the
+#          scene's texture, and only its motion sets it apart.
+#   noise  A random colour-block texture. Not in CtP: for footage where a patch cut from the clip is nearly invisible
+#          (the synthetic demo videos' smooth backgrounds), so that the tracking target can be found at all in a
+#          short run. The trajectories, alphas, visibility and targets are drawn exactly as for "clip".
+PATCH_SOURCES = ("clip", "noise")
 
 ALPHA_SHAPES = ("rectangle", "ellipse", "rhombus")
 _ALPHA_SHAPE_PROBS = (0.5, 0.35, 0.15)
@@ -158,12 +170,19 @@ def round_trajectories(trajs: np.ndarray, image_wh: Tuple[int, int]) -> np.ndarr
   return out
 
 
-def _pick_patches(clip: np.ndarray, traj: np.ndarray, rng: np.random.Generator) -> Tuple[List[np.ndarray], int]:
-  """Crops frame c's box (c ~ U{0..T-1}) and resizes it to every frame's box size."""
+def _pick_patches(clip: np.ndarray, traj: np.ndarray, rng: np.random.Generator, patch_source: str = "clip",
+                  noise_block: int = DEFAULT_NOISE_BLOCK) -> Tuple[List[np.ndarray], int]:
+  """Picks a source frame c ~ U{0..T-1}, takes a patch of frame c's box size (the clip's crop there, or a
+  colour-block texture for `patch_source="noise"`) and resizes it to every frame's box size."""
   num_frames = traj.shape[0]
   source = int(rng.integers(0, num_frames))
   x1, y1, x2, y2 = (int(v) for v in traj[source])
-  crop = clip[source, y1:y2, x1:x2, :]
+  if patch_source == "noise":
+    h, w = y2 - y1, x2 - x1
+    cells = rng.integers(0, 256, size=(-(-h // noise_block), -(-w // noise_block), 3), dtype=np.uint8)
+    crop = np.ascontiguousarray(np.repeat(np.repeat(cells, noise_block, 0), noise_block, 1)[:h, :w])
+  else:
+    crop = clip[source, y1:y2, x1:x2, :]
   sizes = traj[:, 2:4] - traj[:, 0:2]
   patches = [cv2.resize(crop, (int(sizes[t, 0]), int(sizes[t, 1])), interpolation=cv2.INTER_LINEAR)
              .reshape(int(sizes[t, 1]), int(sizes[t, 0]), -1) for t in range(num_frames)]
@@ -224,9 +243,15 @@ def sample_patch_mask_params(clip: np.ndarray, rng: np.random.Generator, *,
                              key_frame_probs: Sequence[float] = DEFAULT_KEY_FRAME_PROBS,
                              loc_velocity: float = DEFAULT_LOC_VELOCITY,
                              size_velocity: float = DEFAULT_SIZE_VELOCITY,
-                             label_prob: float = DEFAULT_LABEL_PROB) -> PatchMaskParams:
+                             label_prob: float = DEFAULT_LABEL_PROB,
+                             patch_source: str = DEFAULT_PATCH_SOURCE,
+                             noise_block: int = DEFAULT_NOISE_BLOCK) -> PatchMaskParams:
   """Draws trajectories, patches, alphas and visibility for `clip` (uint8 [T, H, W, 3], T >= 2)."""
   clip = _check_clip(clip)
+  if patch_source not in PATCH_SOURCES:
+    raise ValueError(f"{_FILE}: unknown patch_source {patch_source!r}; known: {PATCH_SOURCES}")
+  if int(noise_block) < 1:
+    raise ValueError(f"{_FILE}: noise_block must be >= 1 pixel, got {noise_block}")
   num_frames, h, w = clip.shape[:3]
   boxes = sample_initial_boxes((h, w), rng, num_rois=num_rois, scales=scales, ratios=ratios,
                                scale_jitter=scale_jitter)
@@ -234,7 +259,7 @@ def sample_patch_mask_params(clip: np.ndarray, rng: np.random.Generator, *,
   trajs = round_trajectories(trajs, (w, h))
   patches, alphas, sources, visible, shapes = [], [], [], [], []
   for i in range(num_rois):
-    p, source = _pick_patches(clip, trajs[i], rng)
+    p, source = _pick_patches(clip, trajs[i], rng, patch_source, int(noise_block))
     a, shape = _pick_alphas(trajs[i], source, key_frame_probs, rng)
     u = rng.uniform(0, 1, size=num_frames)
     u[source] = 0.0
@@ -281,7 +306,8 @@ def patch_mask(clip: np.ndarray, rng: np.random.Generator, *, return_params: boo
     rng: numpy generator; the result is a deterministic function of its state.
     return_params: also return the `PatchMaskParams` (visibility, source frames, ...).
     **params: `num_rois`, `scales`, `ratios`, `scale_jitter`, `key_frame_probs`, `loc_velocity`,
-      `size_velocity`, `label_prob` (CtP defaults above).
+      `size_velocity`, `label_prob` (CtP defaults above), `patch_source` ("clip", CtP; or "noise") and
+      `noise_block` (pixels per noise cell, 4).
 
   Returns:
     (clip uint8 [T, H, W, 3], gt_trajs float32 [num_rois, T, 4] integer-valued (x1, y1, x2, y2) pixels), plus the

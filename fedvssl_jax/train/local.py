@@ -175,7 +175,7 @@ class TaskLocalTrainer:
     if self.spec.make_tx is not None:
       return self.spec.make_tx(total_steps)
     schedule = optim.make_schedule(self.config.optim, max(1, total_steps), total_steps)
-    return optim.make_sgd(self.config.optim, schedule), schedule
+    return optim.make_optimizer(self.config.optim, schedule), schedule
 
   def train(self, partition_id: int, arrays: dict[str, np.ndarray], *, server_round: int, local_epochs: int,
             workdir: str) -> LocalResult:

@@ -116,7 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model, arch, backbone_kwargs = build_model(config, num_classes, nnx.Rngs(config.seed))
   model.train()
   schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
-  tx = optim.make_sgd(config.optim, schedule)
+  tx = optim.make_optimizer(config.optim, schedule)
   graphdef, state = state_lib.create_train_state(model, tx, mesh)
   del model
 
