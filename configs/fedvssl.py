@@ -27,14 +27,14 @@ def get_config(arg=None):
   else:
     config = pretext_config(arg.task, arg.demo)
     config.federated = federated_config(arg.demo, arg.strategy, arg.alpha, arg.beta)
-    config.batch_size = 4  # per client, as FedVSSL's K400 runs (one GPU per client)
-    config.optim.update(dict(lr=0.01, momentum=0.0, schedule="constant"))
-    if arg.task == "vcop":
-      config.optim.lr = 0.001
+    config.optim.schedule = "constant"  # a fresh optimiser every round
     if arg.demo:
       config.batch_size = 8
-      config.optim.update(dict(lr=0.05, momentum=0.9))
-      if arg.task == "ctp":  # as configs/ctp.py:demo: AdamW (fresh every round, like the SGD it replaces)
-        config.optim.update(dict(name="adamw", lr=0.002))
+      if config.optim.name == "sgd":
+        config.optim.update(dict(lr=0.05, momentum=0.9))
+      # else the task's own demo optimiser and lr (CtP: AdamW, config_utils._ctp_recipe)
+    else:
+      config.batch_size = 4  # per client, as FedVSSL's K400 runs (one GPU per client)
+      config.optim.update(dict(lr=0.001 if arg.task == "vcop" else 0.01, momentum=0.0))
   config.runner = "federated"
   return config

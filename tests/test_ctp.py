@@ -182,6 +182,8 @@ def test_noise_patches_are_visible_where_clip_patches_are_not():
     patch_mask(flat, np.random.default_rng(0), patch_source="noise", noise_block=0)
   with pytest.raises(ValueError, match="patch_mask.patch_source"):
     CtPBuilder(dict(patch_mask=dict(patch_source="nosie")))
+  with pytest.raises(ValueError, match="patch_mask.noise_block"):  # at config time, not in a data worker
+    CtPBuilder(dict(patch_mask=dict(patch_source="noise", noise_block=0)))
 
 
 def test_apply_patch_mask_blend_and_order():

@@ -52,7 +52,8 @@ from fedvssl_jax.losses.ctp import DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS, ct
 from fedvssl_jax.models import layers
 from fedvssl_jax.ops.roi_align import roi_align
 from fedvssl_jax.pretext import base
-from fedvssl_jax.pretext.ctp_patch_mask import PATCH_SOURCES, patch_mask
+from fedvssl_jax.pretext.ctp_patch_mask import (DEFAULT_NOISE_BLOCK, DEFAULT_PATCH_SOURCE, check_patch_source,
+                                                patch_mask)
 from input_pipeline import samplers, transforms
 
 _FILE = "fedvssl_jax/pretext/ctp.py"
@@ -85,9 +86,8 @@ class CtPBuilder(base.ClipBuilder):
     unknown = set(self.patch_mask_kwargs) - set(_PATCH_MASK_KEYS)
     if unknown:
       raise KeyError(f"{where}.patch_mask: unknown keys {sorted(unknown)}; known: {list(_PATCH_MASK_KEYS)}")
-    source = self.patch_mask_kwargs.get("patch_source", "clip")
-    if source not in PATCH_SOURCES:
-      raise ValueError(f"{where}.patch_mask.patch_source: unknown {source!r}; known: {list(PATCH_SOURCES)}")
+    check_patch_source(self.patch_mask_kwargs.get("patch_source", DEFAULT_PATCH_SOURCE),
+                       self.patch_mask_kwargs.get("noise_block", DEFAULT_NOISE_BLOCK), where=f"{where}.patch_mask")
     self.hue_saturation = tuple(float(v) for v in get("hue_saturation", (0.25, 12.0, 0.1)))
     self.dynamic_brightness = tuple(float(v) for v in get("dynamic_brightness", (0.5, 30.0)))
     self.dynamic_contrast = tuple(float(v) for v in get("dynamic_contrast", (0.5, 0.12)))

@@ -59,6 +59,16 @@ DEFAULT_NOISE_BLOCK = 4
 #          short run. The trajectories, alphas, visibility and targets are drawn exactly as for "clip".
 PATCH_SOURCES = ("clip", "noise")
 
+
+
+def check_patch_source(patch_source: str, noise_block: int, where: str = "patch_mask") -> None:
+  """Raises ValueError naming `<where>.patch_source` / `<where>.noise_block` for a value PatchMask cannot use."""
+  if patch_source not in PATCH_SOURCES:
+    raise ValueError(f"{where}.patch_source: unknown {patch_source!r}; known: {list(PATCH_SOURCES)}")
+  if int(noise_block) < 1:
+    raise ValueError(f"{where}.noise_block must be >= 1 pixel, got {noise_block}")
+
+
 ALPHA_SHAPES = ("rectangle", "ellipse", "rhombus")
 _ALPHA_SHAPE_PROBS = (0.5, 0.35, 0.15)
 
@@ -170,8 +180,8 @@ def round_trajectories(trajs: np.ndarray, image_wh: Tuple[int, int]) -> np.ndarr
   return out
 
 
-def _pick_patches(clip: np.ndarray, traj: np.ndarray, rng: np.random.Generator, patch_source: str = "clip",
-                  noise_block: int = DEFAULT_NOISE_BLOCK) -> Tuple[List[np.ndarray], int]:
+def _pick_patches(clip: np.ndarray, traj: np.ndarray, rng: np.random.Generator,
+                  patch_source: str = DEFAULT_PATCH_SOURCE, noise_block: int = DEFAULT_NOISE_BLOCK) -> Tuple[List[np.ndarray], int]:
   """Picks a source frame c ~ U{0..T-1}, takes a patch of frame c's box size (the clip's crop there, or a
   colour-block texture for `patch_source="noise"`) and resizes it to every frame's box size."""
   num_frames = traj.shape[0]
@@ -248,10 +258,7 @@ def sample_patch_mask_params(clip: np.ndarray, rng: np.random.Generator, *,
                              noise_block: int = DEFAULT_NOISE_BLOCK) -> PatchMaskParams:
   """Draws trajectories, patches, alphas and visibility for `clip` (uint8 [T, H, W, 3], T >= 2)."""
   clip = _check_clip(clip)
-  if patch_source not in PATCH_SOURCES:
-    raise ValueError(f"{_FILE}: unknown patch_source {patch_source!r}; known: {PATCH_SOURCES}")
-  if int(noise_block) < 1:
-    raise ValueError(f"{_FILE}: noise_block must be >= 1 pixel, got {noise_block}")
+  check_patch_source(patch_source, noise_block, where=f"{_FILE}: patch_mask")
   num_frames, h, w = clip.shape[:3]
   boxes = sample_initial_boxes((h, w), rng, num_rois=num_rois, scales=scales, ratios=ratios,
                                scale_jitter=scale_jitter)
