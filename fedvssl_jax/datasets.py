@@ -71,13 +71,18 @@ def with_flow_paths(records: list[VideoRecord], data: ml_collections.ConfigDict)
   return out
 
 
+def missing_flow(records: list[VideoRecord]) -> list[VideoRecord]:
+  """The records whose flow video (`flow_path`, see `with_flow_paths`) is unset or not on disk."""
+  return [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
+
+
 def check_flow_files(splits: DatasetSplits, hint: str = "or set config.data.flow_template") -> None:
-  """Raises a one-line ConfigError when a record of `splits` (train and test) has no flow video (`with_flow_paths`).
+  """Raises a one-line ConfigError when a record of `splits` (train and test) has no flow video (`missing_flow`).
 
   The message counts the missing videos, names one, gives the scripts/extract_flow.py command and ends with
   `({hint})`.
   """
-  missing = [r for r in splits.train + splits.test if not (r.flow_path and os.path.exists(r.flow_path))]
+  missing = missing_flow(splits.train + splits.test)
   if missing:
     raise ConfigError(
         f"{len(missing)} flow videos are missing, e.g. {missing[0].flow_path}: make them with "

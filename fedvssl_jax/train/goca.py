@@ -47,7 +47,7 @@ def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplit
     datasets.check_flow_files(splits, hint=hint)
     return
   records = splits.train + splits.test
-  missing = [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
+  missing = datasets.missing_flow(records)
   f = config.flow
   params = dataclasses.replace(flow_lib.DEFAULT_TVL1, **f.tvl1.to_dict())
   kwargs = dict(short_side=f.short_side or None, params=params, bound=float(f.bound), max_frames=None)
