@@ -119,6 +119,24 @@ def test_adamw_matches_pytorch_update_rule():
     optim.make_optimizer(ml_collections.ConfigDict(dict(name="adam", lr=1.0)), optax.constant_schedule(1.0))
 
 
+def test_local_trainer_schedule_counts_the_clients_epochs():
+  """A federated client's `warmup_epochs` / `step_epochs` are epochs of its own videos, not fractions of the round
+  (5 steps per epoch, a 4-epoch round of 20 steps: the warm-up of 1 epoch ends at step 5)."""
+  from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
+
+  config = ml_collections.ConfigDict(dict(
+      seed=0, mesh=[("data", 1)], batch_size=2,
+      optim=dict(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.0, grad_clip_norm=0.0, schedule="warmup_cosine",
+                 warmup_epochs=1.0, warmup_start_lr=0.0, final_lr=0.0)))
+  trainer = TaskLocalTrainer(config, TaskSpec(make_model=lambda rngs: nnx.Linear(2, 2, rngs=rngs), loss_fn=None,
+                                              builder=None))
+  _, schedule = trainer._tx_and_schedule(steps_per_epoch=5, total_steps=20)
+  np.testing.assert_allclose([schedule(0), schedule(5), schedule(20)], [0.0, 1.0, 0.0], atol=1e-6)
+  config.optim.update(dict(schedule="step", step_epochs=[2], step_factor=0.1))
+  _, schedule = trainer._tx_and_schedule(steps_per_epoch=5, total_steps=20)
+  np.testing.assert_allclose([schedule(9), schedule(10)], [1.0, 0.1], rtol=1e-6)
+
+
 def test_schedules():
   cfg = ml_collections.ConfigDict(dict(lr=0.01, schedule="step", step_epochs=[2, 4], step_factor=0.1))
   s = optim.make_schedule(cfg, steps_per_epoch=10, total_steps=60)

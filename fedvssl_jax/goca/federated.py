@@ -18,9 +18,9 @@ def make_goca_local_trainer(config: ml_collections.ConfigDict) -> TaskLocalTrain
   prototypes = goca_trainer.load_or_make_prototypes(config)
   rgb_keys, flow_keys = goca_trainer.view_keys(config)
 
-  def make_tx(total_steps: int):
-    # Each round's local schedule: warm-up over the first `warmup_epochs` of local steps, then cosine.
-    return goca_trainer.make_tx(config, max(1, total_steps // max(1, config.federated.local_epochs)), total_steps)
+  def make_tx(steps_per_epoch: int, total_steps: int):
+    # Each round's local schedule: warm-up over the first `warmup_epochs` of the client's epochs, then cosine.
+    return goca_trainer.make_tx(config, steps_per_epoch, total_steps)
 
   spec = TaskSpec(
       make_model=lambda rngs: goca_trainer.build_model(config, rngs, prototypes),

@@ -104,8 +104,9 @@ class TaskSpec:
   loss_fn: state_lib.LossFn
   builder: Any
   batch_keys: tuple[str, ...] | None = None
-  # total local steps -> (optimiser, schedule); default: SGD from `config.optim` (`fedvssl_jax.train.optim`).
-  make_tx: Callable[[int], tuple[optax.GradientTransformation, optax.Schedule]] | None = None
+  # (steps per epoch of the client's data, total local steps) -> (optimiser, schedule); default: the optimiser and
+  # schedule of `config.optim` (`fedvssl_jax.train.optim`), so `*_epochs` keys count the client's epochs.
+  make_tx: Callable[[int, int], tuple[optax.GradientTransformation, optax.Schedule]] | None = None
   # (model holding the final global arrays, workdir) -> {stream: exported backbone directory}, e.g.
   # {"rgb": <workdir>/export/backbone}; None: the task has no exportable backbone.
   export: Callable[[nnx.Module, str], dict[str, str]] | None = None
@@ -115,7 +116,7 @@ class TaskLocalTrainer:
   """`LocalTrainer` for a JAX task (see the module docstring).
 
   Reads `config.seed`, `config.batch_size` (per client), `config.optim` (the local optimiser, fresh every round; its
-  schedule runs over the round's steps), `config.data`, `config.federated.{num_clients, partitions,
+  schedule runs over the round's steps, an epoch being one pass over the client's videos), `config.data`, `config.federated.{num_clients, partitions,
   max_steps_per_round}`.
   """
 
@@ -133,7 +134,7 @@ class TaskLocalTrainer:
     # copies, and the train step donates the device buffers it is given.
     self._rest = jax.device_get(self._rest)
     self._initial = model_to_flat(model)
-    self._steps: dict[int, Callable] = {}
+    self._steps: dict[tuple[int, int], Callable] = {}
 
   @property
   def splits(self) -> datasets.DatasetSplits:
@@ -171,10 +172,11 @@ class TaskLocalTrainer:
       return None
     return self.spec.export(nnx.merge(self._graphdef, *self._states(arrays)), workdir)
 
-  def _tx_and_schedule(self, total_steps: int):
+  def _tx_and_schedule(self, steps_per_epoch: int, total_steps: int):
+    """The round's fresh optimiser and its schedule; epochs in the schedule are `steps_per_epoch` steps."""
     if self.spec.make_tx is not None:
-      return self.spec.make_tx(total_steps)
-    schedule = optim.make_schedule(self.config.optim, max(1, total_steps), total_steps)
+      return self.spec.make_tx(steps_per_epoch, total_steps)
+    schedule = optim.make_schedule(self.config.optim, steps_per_epoch, total_steps)
     return optim.make_optimizer(self.config.optim, schedule), schedule
 
   def train(self, partition_id: int, arrays: dict[str, np.ndarray], *, server_round: int, local_epochs: int,
@@ -182,18 +184,20 @@ class TaskLocalTrainer:
     t0 = time.time()
     records = self.records(partition_id)
     batch = int(self.config.batch_size)
+    steps_per_epoch = max(1, len(records) // batch)
     steps = max(1, local_epochs * len(records) // batch)
     cap = int(self.config.federated.get("max_steps_per_round", -1))
     if cap > 0:
       steps = min(steps, cap)
-    tx, schedule = self._tx_and_schedule(steps)
+    tx, schedule = self._tx_and_schedule(steps_per_epoch, steps)
     params, rest = self._states(arrays)
     state = state_lib.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, rest=rest,
                                  opt_state=tx.init(params))
     state = jax.device_put(state, mesh_lib.replicated(self.mesh))
-    if steps not in self._steps:  # the schedule depends on the step count; usually one entry per client size
-      self._steps[steps] = state_lib.make_train_step(self._graphdef, tx, self.spec.loss_fn, self.mesh)
-    train_step = self._steps[steps]
+    key = (steps_per_epoch, steps)  # the schedule depends on both; usually one entry per client size
+    if key not in self._steps:
+      self._steps[key] = state_lib.make_train_step(self._graphdef, tx, self.spec.loss_fn, self.mesh)
+    train_step = self._steps[key]
     seed = int(self.config.seed) + 100_003 * (partition_id + 1) + 7_919 * server_round
     ds = pipeline.make_train_dataset(records, self.spec.builder, batch_size=batch, seed=seed,
                                      num_workers=int(self.config.data.num_workers))
