@@ -33,6 +33,10 @@ def get_config(arg=None):
       if config.optim.name == "sgd":
         config.optim.update(dict(lr=0.05, momentum=0.9))
       # else the task's own demo optimiser and lr (CtP: AdamW, config_utils._ctp_recipe)
+      if arg.task == "ctp":
+        # CtP's loss leaves its plateau after 60-120 steps (docs/pretext.md), so each round runs 72 local steps:
+        # 2 clients of 150 videos, 4 local epochs of 18 batches.
+        config.federated.update(dict(num_clients=2, num_rounds=5, local_epochs=4))
     else:
       config.batch_size = 4  # per client, as FedVSSL's K400 runs (one GPU per client)
       config.optim.update(dict(lr=0.001 if arg.task == "vcop" else 0.01, momentum=0.0))

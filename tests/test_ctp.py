@@ -1,6 +1,7 @@
 """CtP: PatchMask invariants, key-frame helpers, target coding, loss, head (shape, flatten order, torch parity),
 and the data builder."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -335,6 +336,34 @@ def test_head_matches_torch():
     r = tv_ops.roi_align(g, rois, 5, 1 / 8, 2, True)
     want = fc2(torch.relu(fc1(r.reshape(6, -1)))).view(2, 3, 4, 4).numpy()
   np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
+
+
+def test_fan_in_fc_init_starts_off_the_saddle():
+  """CtP's N(0, 0.001) fcs give each fc a gradient scaled by the other's tiny weights; "fan_in" (He-normal fc1, zero
+  fc2) predicts zero at init, as CtP's nearly does, but gives fc2 a full-size gradient from the first step."""
+  rng = np.random.default_rng(0)
+  feats = jnp.asarray(np.maximum(rng.normal(size=(2, 1, 8, 8, 16)), 0), jnp.float32)
+  boxes = jnp.asarray(_boxes(rng, 2, 3, img=64))
+  target = jnp.asarray(rng.normal(size=(2, 3, 4, 4)), jnp.float32)
+
+  def fc2_grad_norm(head):
+    graphdef, state = nnx.split(head)
+    grads = jax.grad(lambda s: jnp.sum((nnx.merge(graphdef, s)(feats, boxes) - target) ** 2))(state)
+    return float(jnp.linalg.norm(grads["fc2"]["kernel"][...]))
+
+  ctp = CtPHead(16, 1, 4, hidden_channels=16, rngs=nnx.Rngs(0))
+  fan_in = CtPHead(16, 1, 4, hidden_channels=16, fc_init="fan_in", rngs=nnx.Rngs(0))
+  assert float(jnp.abs(fan_in(feats, boxes)).max()) == 0.0
+  assert float(jnp.abs(fan_in.fc2.kernel[...]).max()) == 0.0
+  assert abs(float(jnp.std(fan_in.fc1.kernel[...])) - np.sqrt(2.0 / (16 * 25))) < 0.01
+  assert fc2_grad_norm(fan_in) > 20 * fc2_grad_norm(ctp)
+  with pytest.raises(ValueError, match="fc_init"):
+    CtPHead(16, 1, 4, fc_init="lecun", rngs=nnx.Rngs(0))
+  # The model config's fc_init reaches the head.
+  model = PRETEXT_TASKS.get("ctp").make_model(
+      {"arch": "r3d_18", "backbone_kwargs": {"width_multiplier": 1 / 16}, "clip_len": 4, "fc_init": "fan_in"},
+      rngs=nnx.Rngs(0))
+  assert float(jnp.abs(model.head.fc2.kernel[...]).max()) == 0.0
 
 
 def test_head_rejects_wrong_feature_shape():

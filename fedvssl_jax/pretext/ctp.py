@@ -32,9 +32,13 @@ Model (`CtPModel`), model_config keys:
   spatial_stride      8    backbone spatial stride at the feature map (RoIAlign scale 1 / 8)
   target_means        (0, 0, 0, 0)
   target_stds         (0.8, 0.8, 0.04, 0.04)
+  fc_init             "ctp"  the fcs' init: "ctp" or "fan_in" (see the head below)
 Head: temporal conv (kernel (T', 1, 1), valid, bias) -> ReLU -> RoIAlign(5 x 5, 1/8, sampling_ratio 2, aligned) on
 the frame-0 boxes -> flatten in PyTorch (C, H, W) order -> fc1 -> ReLU -> fc2 (hidden -> T * 4) -> [B, N, T, 4].
-Init: kaiming normal (fan_out, relu) for the conv, N(0, 0.001) for both fcs, zero biases.
+Init: kaiming normal (fan_out, relu) for the conv, N(0, 0.001) for both fcs (fc_init="ctp"), zero biases.
+fc_init="fan_in" (not in CtP; the synthetic demo's): kaiming normal (fan_in, relu) for fc1 and zeros for fc2. Both
+start near the zero predictor, but CtP's is a saddle: each fc's gradient is scaled by the other's 0.001 weights, and
+the backbone's by both, so learning starts late and at some seeds not at all (docs/pretext.md).
 
 Loss: `losses.ctp.ctp_loss(pred, encode_ctp_targets(gt_trajs), gt_weights)`; metrics loss, loss_ctr, loss_size.
 """
@@ -136,6 +140,9 @@ def make_rois(boxes: jax.Array) -> jax.Array:
   return jnp.concatenate([idx, boxes], axis=-1).reshape(b * n, 5)
 
 
+FC_INITS = ("ctp", "fan_in")
+
+
 class CtPHead(nnx.Module):
   """CtP trajectory head.
 
@@ -146,12 +153,16 @@ class CtPHead(nnx.Module):
     hidden_channels: temporal-conv output channels and fc1 width (CtP: 512 = in_channels).
     roi_feat_size: RoIAlign output size (5).
     spatial_stride: feature-map stride in input pixels (8).
+    sampling_ratio: RoIAlign samples per bin side (2).
+    fc_init: "ctp" (N(0, 0.001) for fc1 and fc2, the original) or "fan_in" (kaiming normal fc1, zero fc2).
     rngs: parameter initialisation.
   """
 
   def __init__(self, in_channels: int, in_temporal_size: int, num_pred_frames: int, *,
                hidden_channels: Optional[int] = None, roi_feat_size: int = 5, spatial_stride: float = 8.0,
-               sampling_ratio: int = 2, rngs: nnx.Rngs):
+               sampling_ratio: int = 2, fc_init: str = "ctp", rngs: nnx.Rngs):
+    if fc_init not in FC_INITS:
+      raise ValueError(f"{_FILE}: fc_init must be one of {FC_INITS}, got {fc_init!r}")
     hidden = int(hidden_channels or in_channels)
     self.in_channels = int(in_channels)
     self.in_temporal_size = int(in_temporal_size)
@@ -162,13 +173,17 @@ class CtPHead(nnx.Module):
     self.sampling_ratio = int(sampling_ratio)
     kaiming = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
     small = jax.nn.initializers.normal(stddev=0.001)
+    if fc_init == "ctp":
+      fc1_init, fc2_init = small, small
+    else:  # "fan_in"
+      fc1_init, fc2_init = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal"), jax.nn.initializers.zeros
     self.temporal_conv = nnx.Conv(self.in_channels, hidden, kernel_size=(self.in_temporal_size, 1, 1),
                                   padding="VALID", use_bias=True, kernel_init=kaiming,
                                   bias_init=jax.nn.initializers.zeros,
                                   conv_general_dilated=layers.conv_general_dilated, rngs=rngs)
-    self.fc1 = nnx.Linear(hidden * self.roi_feat_size ** 2, hidden, kernel_init=small,
+    self.fc1 = nnx.Linear(hidden * self.roi_feat_size ** 2, hidden, kernel_init=fc1_init,
                           bias_init=jax.nn.initializers.zeros, rngs=rngs)
-    self.fc2 = nnx.Linear(hidden, self.num_pred_frames * 4, kernel_init=small,
+    self.fc2 = nnx.Linear(hidden, self.num_pred_frames * 4, kernel_init=fc2_init,
                           bias_init=jax.nn.initializers.zeros, rngs=rngs)
 
   def __call__(self, feats: jax.Array, boxes: jax.Array) -> jax.Array:
@@ -246,7 +261,7 @@ class CtPTask(base.PretextTask):
       t_feat = shape[1]
     head = CtPHead(in_channels, int(t_feat), clip_len, hidden_channels=get("hidden_channels", None),
                    roi_feat_size=int(get("roi_feat_size", 5)), spatial_stride=float(get("spatial_stride", 8)),
-                   rngs=rngs)
+                   fc_init=str(get("fc_init", "ctp")), rngs=rngs)
     return CtPModel(backbone, head, target_means=get("target_means", DEFAULT_TARGET_MEANS),
                     target_stds=get("target_stds", DEFAULT_TARGET_STDS))
 
