@@ -14,8 +14,11 @@ Layout written by ``make_dataset(out_dir, ...)``::
   out_dir/annotations/classInd.txt              "<1-based id> <class_name>"
   out_dir/dataset.json                          manifest: parameters, classes, counts, path template
 
-Videos are rendered with vectorised numpy (inverse-mapping every pixel to the sprite) and encoded single-threaded,
-so a seed gives byte-identical files. Read the annotations with
+Videos are rendered with vectorised numpy (inverse-mapping every pixel to the sprite), so a seed gives identical
+frames, and encoded single-threaded. The encoding is not always byte-identical: making the demo preset three times
+gave 24 of 400 files whose bytes (and decoded pixels, by up to 4 grey levels) differed between runs, though repeated
+encodings of the tests' tiny preset have always matched. The cause is inside PyAV / x264 and was not found; setting
+the codec context's thread_count and thread_type did not remove it. Read the annotations with
 ``annotations.read_json_list(out/"annotations/train.json", out, "videos/{name}.mp4")``.
 """
 

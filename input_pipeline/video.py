@@ -583,7 +583,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, co
     pts: optional int presentation timestamps per frame, strictly increasing, in ``time_base`` units; gives a
       variable-frame-rate file.
     time_base: time base of ``pts`` (default 1/1000 s when pts is given).
-    threads: encoder threads (1 keeps output byte-identical across runs and machines).
+    threads: encoder threads (1: single-threaded; even so the bytes of some files vary between runs, see
+      input_pipeline/synthetic.py).
     faststart: mp4 only: put the index (moov atom) before the frames, as web videos do; such a file cut short still
       opens and indexes the frames it holds.
   """
