@@ -60,7 +60,6 @@ DEFAULT_NOISE_BLOCK = 4
 PATCH_SOURCES = ("clip", "noise")
 
 
-
 def check_patch_source(patch_source: str, noise_block: int, where: str = "patch_mask") -> None:
   """Raises ValueError naming `<where>.patch_source` / `<where>.noise_block` for a value PatchMask cannot use."""
   if patch_source not in PATCH_SOURCES:
@@ -181,7 +180,8 @@ def round_trajectories(trajs: np.ndarray, image_wh: Tuple[int, int]) -> np.ndarr
 
 
 def _pick_patches(clip: np.ndarray, traj: np.ndarray, rng: np.random.Generator,
-                  patch_source: str = DEFAULT_PATCH_SOURCE, noise_block: int = DEFAULT_NOISE_BLOCK) -> Tuple[List[np.ndarray], int]:
+                  patch_source: str = DEFAULT_PATCH_SOURCE,
+                  noise_block: int = DEFAULT_NOISE_BLOCK) -> Tuple[List[np.ndarray], int]:
   """Picks a source frame c ~ U{0..T-1}, takes a patch of frame c's box size (the clip's crop there, or a
   colour-block texture for `patch_source="noise"`) and resizes it to every frame's box size."""
   num_frames = traj.shape[0]

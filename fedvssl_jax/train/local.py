@@ -116,8 +116,8 @@ class TaskLocalTrainer:
   """`LocalTrainer` for a JAX task (see the module docstring).
 
   Reads `config.seed`, `config.batch_size` (per client), `config.optim` (the local optimiser, fresh every round; its
-  schedule runs over the round's steps, an epoch being one pass over the client's videos), `config.data`, `config.federated.{num_clients, partitions,
-  max_steps_per_round}`.
+  schedule runs over the round's steps, an epoch being one pass over the client's videos), `config.data`,
+  `config.federated.{num_clients, partitions, max_steps_per_round}`.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, spec: TaskSpec):

@@ -3,8 +3,8 @@
 The SGD chain matches mmcv's `OptimizerHook` + torch SGD as used by CtP / FedVSSL: clip the gradient by its global
 L2 norm, add weight decay to every parameter (BN and biases included), then momentum and the learning rate. AdamW
 (clip, then torch-style AdamW: betas (0.9, 0.999), eps 1e-8, decoupled decay of every parameter) is not in the
-originals' recipes; the CtP demos use it because CtP's N(0, 0.001) head init leaves SGD on a plateau for longer than
-a CPU demo runs.
+originals' recipes; the CtP demos use it because with SGD their head fell back to the zero predictor
+(docs/pretext.md).
 
 Config keys (`config.optim`):
   name: "sgd" | "adamw" (GOCA builds its LARC chain in `fedvssl_jax.goca.larc`).
