@@ -12,6 +12,8 @@ from typing import Any
 
 import ml_collections
 
+from fedvssl_jax.errors import UserError
+
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   """Parses a config variant string against a set of known keys with defaults.
@@ -52,7 +54,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return result
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config value that cannot work (a missing data root, a wrong path); `main` prints it as one line."""
 
 

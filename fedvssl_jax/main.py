@@ -18,18 +18,25 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from fedvssl_jax import runners  # import after flag parsing: it pulls in JAX
 
   # --verbosity given: keep that absl log level; else warnings only (`run_cli`).
   return runners.run_cli(FLAGS.config, os.path.abspath(FLAGS.workdir), quiet_logs=not FLAGS["verbosity"].present)
 
 
+def _check_config_file(spec: str | None) -> None:
+  path = (spec or "").split(":", 1)[0]  # FILE[:variant]
+  if path and not os.path.isfile(path):
+    print(f"error: --config: no config file {path} (the recipes are configs/<name>.py[:variant])", file=sys.stderr)
+    sys.exit(2)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """Parses flags once; config mistakes (unknown key, wrong type, unknown variant) become one line naming the key."""
   try:
-    return FLAGS(argv)
+    remaining = FLAGS(argv)
+    _check_config_file(FLAGS["config"].config_filename)
+    FLAGS.config.get("runner")  # the file is loaded on first use: a bad variant or a broken file raises here
   except Exception as e:  # noqa: BLE001 - flags, ml_collections and the config files raise several types
     text = str(e).replace("\\n", "\n").replace("\\'", "'")
     if "Traceback" in text:  # an exception inside get_config(): keep its last line
@@ -42,6 +49,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
       message = f"{culprit}: no such config key. {hint}".strip()
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+  if len(remaining) > 1:
+    print(f"error: unexpected arguments: {' '.join(remaining[1:])}; flags are --config=FILE[:variant] "
+          "--workdir=DIR [--config.key=value ...]", file=sys.stderr)
+    sys.exit(2)
+  return remaining
 
 
 if __name__ == "__main__":

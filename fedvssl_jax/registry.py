@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Generic, Iterator, TypeVar
 
+from fedvssl_jax.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -41,7 +43,7 @@ class Registry(Generic[T]):
       return self._entries[name]
     except KeyError:
       known = ", ".join(sorted(self._entries)) or "(none)"
-      raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
+      raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
   def names(self) -> list[str]:
     return sorted(self._entries)

@@ -63,19 +63,32 @@ def run_cli(config: ml_collections.ConfigDict, workdir: str, quiet_logs: bool = 
     quiet_logs: keep the absl log to warnings (Orbax and grain log every save at INFO; progress lines are printed).
     on_results: called with the runner's results after a successful run (e.g. to print a summary).
   Returns:
-    The exit status: 0, or 2 after a config / checkpoint error, printed to stderr as one `error: ...` line.
+    The exit status: 0, or 2 after a user error (config, path, permission, disk space, checkpoint), printed to
+    stderr as one `error: ...` line. Other exceptions (bugs) propagate with their traceback.
   """
-  from fedvssl_jax.config_utils import ConfigError
-  from fedvssl_jax.train.checkpointing import CheckpointError
+  from fedvssl_jax import preflight
+  from fedvssl_jax.errors import UserError, find_user_os_error, os_error_line
 
   if quiet_logs:
     logging.set_verbosity(logging.WARNING)
-  setup_jax(config, workdir)
   try:
+    preflight.check(config, workdir)  # before any compile, Ray start or data read
+    setup_jax(config, workdir)
     results = run(config, workdir)
-  except (ConfigError, CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except UserError as e:
+    return _print_error(str(e))
+  except Exception as e:  # noqa: BLE001 - only an OSError about the user's paths / disk is turned into one line
+    os_error = find_user_os_error(e)
+    if os_error is None:
+      raise
+    return _print_error(os_error_line(os_error))
   if on_results is not None:
     on_results(results)
   return 0
+
+
+def _print_error(message: str) -> int:
+  """Prints `error: <message>` as one line on stderr (after the buffered output) and returns exit status 2."""
+  sys.stdout.flush()
+  print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
+  return 2

@@ -176,9 +176,14 @@ class ZipIndex:
     return len(self.members)
 
 
+# PyAV < 19 decodes container metadata strictly unless told to ignore bad bytes; PyAV 19 removed the keyword (and no
+# longer fails on undecodable metadata).
+_OPEN_KWARGS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+
+
 def _open_container(src: _Source):
   try:
-    container = av.open(src.open_binary(), mode="r", metadata_errors="ignore")
+    container = av.open(src.open_binary(), mode="r", **_OPEN_KWARGS)
   except (av.FFmpegError, OSError, EOFError, ValueError) as e:
     raise VideoDecodeError(f"{src.name}: cannot open as a video container ({e})") from e
   if not container.streams.video:

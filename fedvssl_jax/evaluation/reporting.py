@@ -90,7 +90,10 @@ def write_results(workdir: str, results: dict[str, Any], jsonl_name: str = "metr
     plots["knn_recall"] = plot_recall_bars(workdir, knn)
   if plots:
     results["plots"] = plots
+  from fedvssl_jax.train.metrics import dumps_strict
+
+  text = dumps_strict(results, indent=2)  # NaN -> null: results.json stays strict JSON
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
-  print(json.dumps(results, indent=2), flush=True)
+    f.write(text + "\n")
+  print(text, flush=True)
   return results

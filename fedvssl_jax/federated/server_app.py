@@ -32,6 +32,7 @@ from fedvssl_jax.federated.arrays import flat_to_arrayrecord, to_float32
 from fedvssl_jax.federated.local_trainer import (config_from_run_config, make_local_trainer,
                                                  workdir_from_run_config)
 from fedvssl_jax.federated.strategy import FedVSSLStrategy, RoundReport, short_error
+from fedvssl_jax.train.metrics import dumps_strict, truncate_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,16 @@ METRICS_FILE = "federated_metrics.jsonl"
 class RoundLogger:
   """Per-round metrics to stdout, TensorBoard and `<workdir>/federated_metrics.jsonl` (appended on resume)."""
 
-  def __init__(self, workdir: str, num_rounds: int):
+  def __init__(self, workdir: str, num_rounds: int, start_round: int = 0):
     from tensorboardX import SummaryWriter
 
     os.makedirs(workdir, exist_ok=True)
     self.num_rounds = num_rounds
+    path = os.path.join(workdir, METRICS_FILE)
+    # Rounds after the saved server state were logged by an interrupted run and are run (and logged) again.
+    truncate_jsonl(path, "round", start_round)
     self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-    self.jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
+    self.jsonl = open(path, "a", encoding="utf-8")
 
   def log(self, report: RoundReport, round_time_s: float) -> dict[str, Any]:
     r = report.server_round
@@ -62,7 +66,7 @@ class RoundLogger:
                    for c in report.failed],
         "dropped": [{"partition_id": c.partition_id, "node_id": c.node_id, "error": c.error} for c in report.dropped],
     }
-    self.jsonl.write(json.dumps(entry, default=float) + "\n")
+    self.jsonl.write(dumps_strict(entry, default=float) + "\n")
     self.jsonl.flush()
     self.tb.add_scalar("federated/global_loss", report.global_loss, r)
     self.tb.add_scalar("federated/round_time_s", round_time_s, r)
@@ -119,7 +123,7 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
   local_epochs = int(fed.get("local_epochs", 1))
   timeout = float(fed.get("round_timeout_s", 3600.0))
   history = []
-  round_logger = RoundLogger(workdir, num_rounds) if start_round < num_rounds else None
+  round_logger = RoundLogger(workdir, num_rounds, start_round) if start_round < num_rounds else None
   global_record = flat_to_arrayrecord(global_arrays) if start_round < num_rounds else None
   try:
     for rnd in range(start_round + 1, num_rounds + 1):
@@ -174,7 +178,7 @@ def make_server_app(run_config: Mapping[str, Any] | None = None) -> ServerApp:
     workdir = workdir_from_run_config(rc)
     summary = run_server(grid, config, workdir)
     with open(os.path.join(workdir, "federated_summary.json"), "w", encoding="utf-8") as f:
-      json.dump({k: v for k, v in summary.items() if k != "history"}, f, indent=2, default=float)
+      f.write(dumps_strict({k: v for k, v in summary.items() if k != "history"}, indent=2, default=float))
 
   return app
 

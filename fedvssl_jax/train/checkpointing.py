@@ -15,8 +15,10 @@ from typing import Any
 import ml_collections
 import orbax.checkpoint as ocp
 
+from fedvssl_jax.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint exists but cannot be restored."""
 
 
@@ -31,6 +33,10 @@ class Checkpointer:
 
   def __init__(self, workdir: str, save_every: int, max_to_keep: int = 3):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+      # Orbax would only fail at the first (asynchronous) save, after the training it was meant to keep.
+      raise CheckpointError(f"{self.directory} is a file, not a checkpoint folder; move it away or choose another "
+                            "workdir")
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, save_interval_steps=max(1, save_every) if save_every > 0 else 1,
         create=True, enable_async_checkpointing=True)
@@ -60,7 +66,11 @@ class Checkpointer:
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(**args))
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-      raise CheckpointError(f"cannot restore checkpoint {path}: {type(e).__name__}: {e}") from e
+      older = [s for s in self.manager.all_steps() if s < step]
+      hint = (f"; to resume from the previous checkpoint (step {max(older)}), move {path} out of {self.directory}"
+              if older else "; no older checkpoint is kept: move it away to start afresh")
+      first_line = (str(e).strip().splitlines() or [""])[0][:300]
+      raise CheckpointError(f"cannot restore checkpoint {path}: {type(e).__name__}: {first_line}{hint}") from e
     logging.info("restored checkpoint %s", path)
     return step, restored["state"]
 
@@ -87,5 +97,8 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the pending save and closes the manager (also when the wait fails)."""
+    try:
+      self.manager.wait_until_finished()
+    finally:
+      self.manager.close()

@@ -47,17 +47,45 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
     (state, finished): finished is False when `max_steps_this_run` stopped the run early.
   """
   mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.get("mesh"))
+  own_ckpt = checkpointer is None
   ckpt = checkpointer or checkpointing.Checkpointer(workdir, config.checkpoint_every,
                                                     config.get("keep_checkpoints", 3))
-  iterator = iter(train_ds)
-  restored = ckpt.restore(state_lib.abstract_train_state(state), iterator)
-  if restored is not None:
-    step, state = restored
-    print(f"resumed from {ckpt.directory}/{step} (step {step}/{total_steps})", flush=True)
-  step = int(jax.device_get(state.step))
+  iterator = None
+  failed = True
+  try:
+    iterator = iter(train_ds)
+    restored = ckpt.restore(state_lib.abstract_train_state(state), iterator)
+    if restored is not None:
+      step, state = restored
+      print(f"resumed from {ckpt.directory}/{step} (step {step}/{total_steps})", flush=True)
+    step = int(jax.device_get(state.step))
+    if writer is None:
+      writer = metrics_lib.MetricWriter(workdir, total_steps, prefix="train", enabled=jax.process_index() == 0)
+    # Rows logged after the restored checkpoint by the interrupted run are logged again by this one.
+    writer.truncate_after(step)
+    result = _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_steps, schedule,
+                    batch_keys, on_log)
+    failed = False
+    return result
+  finally:
+    # Every path, errors included: an unclosed manager / writer / grain iterator leaves threads that print
+    # "Event loop is closed" or thread errors at exit.
+    if iterator is not None and hasattr(iterator, "close"):
+      iterator.close()
+    if writer is not None:
+      writer.close()
+    if own_ckpt:
+      try:
+        ckpt.close()
+      except Exception:  # noqa: BLE001 - on the error path the first error is the one to report
+        if not failed:
+          raise
+        logging.warning("closing the checkpoint manager after an error failed too", exc_info=True)
+
+
+def _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_steps, schedule, batch_keys, on_log):
+  """The step loop of `run_train_loop` (after the restore); returns (state, finished)."""
   start_step = step
-  writer = writer or metrics_lib.MetricWriter(workdir, total_steps, prefix="train",
-                                             enabled=jax.process_index() == 0)
   base_rng = jax.random.key(config.seed)
   max_this_run = config.get("max_steps_this_run", -1)
   history: list[dict[str, jax.Array]] = []
@@ -94,7 +122,4 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
     ckpt.save(step, state, iterator, config, force=True)
   ckpt.wait()
   logging.info("trained %d steps in %.1fs", step - start_step, time.time() - t_start)
-  if hasattr(iterator, "close"):
-    iterator.close()
-  writer.close()
   return state, finished

@@ -16,6 +16,51 @@ def _to_float(value: Any) -> float:
   return float(np.asarray(value))
 
 
+def strict_json(obj: Any) -> Any:
+  """`obj` with every non-finite float (NaN, +-inf) replaced by None, so that it serialises as strict JSON
+  (`json.dumps(..., allow_nan=False)`); numpy scalars / arrays become Python numbers / lists."""
+  if isinstance(obj, dict):
+    return {k: strict_json(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [strict_json(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return strict_json(obj.tolist())
+  if isinstance(obj, np.generic):
+    obj = obj.item()
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return None
+  return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+  """`json.dumps` of `strict_json(obj)`: NaN / inf are written as null, never as bare `NaN` / `Infinity`."""
+  return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
+
+
+def truncate_jsonl(path: str, key: str, last: int) -> int:
+  """Drops the rows of the JSON-lines file `path` whose `key` is above `last` (rows logged by an interrupted run
+  after its last checkpoint, which the resumed run logs again). Returns the number of rows dropped."""
+  if not os.path.isfile(path):
+    return 0
+  with open(path, encoding="utf-8") as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue  # a line cut by a kill during the write
+    if isinstance(row, dict) and isinstance(row.get(key), (int, float)) and row[key] > last:
+      continue
+    kept.append(line if line.endswith("\n") else line + "\n")
+  if len(kept) != len(lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
+  return len(lines) - len(kept)
+
+
 class MetricWriter:
   """Writes scalars to `<workdir>/tensorboard/` and `<workdir>/<jsonl_name>`, and prints progress.
 
@@ -34,6 +79,7 @@ class MetricWriter:
     self.enabled = enabled
     self._tb = None
     self._jsonl = None
+    self._jsonl_path = os.path.join(workdir, jsonl_name)
     self._t0 = time.time()
     self._last_time = self._t0
     self._last_step: int | None = None
@@ -42,7 +88,15 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # local import: slow to import
 
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = open(os.path.join(workdir, jsonl_name), "a", encoding="utf-8")
+      self._jsonl = open(self._jsonl_path, "a", encoding="utf-8")
+
+  def truncate_after(self, step: int) -> None:
+    """Forgets the rows above `step` (a resume from the checkpoint at `step`); call before the first `write`."""
+    if not self.enabled:
+      return
+    self._jsonl.close()
+    truncate_jsonl(self._jsonl_path, "step", step)
+    self._jsonl = open(self._jsonl_path, "a", encoding="utf-8")
 
   def write(self, step: int, metrics: Mapping[str, Any], print_progress: bool = True) -> dict[str, float]:
     """Logs `metrics` (device arrays are fetched here) at `step`; returns them as floats."""
@@ -54,7 +108,7 @@ class MetricWriter:
     if self.enabled:
       for k, v in scalars.items():
         self._tb.add_scalar(f"{self.prefix}/{k}" if self.prefix else k, v, step)
-      self._jsonl.write(json.dumps({"step": step, "time": now, **scalars}) + "\n")
+      self._jsonl.write(dumps_strict({"step": step, "time": now, **scalars}) + "\n")
       self._jsonl.flush()
     if print_progress:
       print(self.progress_line(step, scalars), flush=True, file=sys.stdout)
@@ -81,7 +135,10 @@ class MetricWriter:
     return name + " | ".join(parts)
 
   def close(self) -> None:
+    """Closes the TensorBoard writer and the JSON-lines file (safe to call twice)."""
     if self._tb is not None:
       self._tb.close()
+      self._tb = None
     if self._jsonl is not None:
       self._jsonl.close()
+      self._jsonl = None
