@@ -73,8 +73,11 @@ def test_unreadable_checkpoint_is_reported_not_replaced(synthetic_videos, tmp_pa
       with open(os.path.join(root, f), "wb") as fh:
         fh.write(b"garbage")
   proc = _main(workdir, *_tiny(synthetic_videos, 6), check=False)
-  assert proc.returncode != 0
+  assert proc.returncode == 2
   assert "cannot restore checkpoint" in proc.stderr and str(workdir / "checkpoints" / "3") in proc.stderr
+  # One line, not buried under the asynchronous checkpointer's "Event loop is closed" (manager closed on errors).
+  assert "Event loop is closed" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert len([l for l in proc.stderr.splitlines() if l.startswith("error:")]) == 1, proc.stderr[-3000:]
   assert (workdir / "checkpoints" / "3").exists()
 
 
