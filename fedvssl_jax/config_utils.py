@@ -137,6 +137,9 @@ def pretext_config(task: str, demo: bool) -> ml_collections.ConfigDict:
     config.knn.update(DEMO_EVAL_VIEWS, three_crop=False)
     config.log_every = 5
     config.checkpoint_every = 50
+  # Videos with fewer frames than one clip are replaced by the pipeline (counted as num_replaced in metrics.jsonl and
+  # results.json) instead of being clamped to repeated frames; 1 accepts any video.
+  config.task.min_frames = config.task.clip_len
   _TASK_RECIPES[task](config, demo)
   return config
 
@@ -198,6 +201,7 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       ema_factor=0.5,
       mix_coeff=0.9,              # flower_baseline only (reproduces the Flower baseline's list concatenation)
       num_clients=100,
+      ray_num_cpus=0,             # CPUs given to Ray in the in-process simulation; 0 = those this process may use
       num_rounds=540,
       fraction_train=0.05,
       min_train_nodes=2,

@@ -80,16 +80,13 @@ def _check_task(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_federated(config: ml_collections.ConfigDict) -> None:
-  from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS
+  from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS, TRAINER_MODULES
 
   fed = config.federated
   modes = ("fedavg", "fedvssl", "flower_baseline")  # strategy.MODES, without importing Flower here
   _choice(fed.get("strategy", "fedvssl"), modes, "federated.strategy")
-  if not fed.get("trainer_module"):
-    import fedvssl_jax.pretext.federated  # noqa: F401 - registers the built-in local trainers
-    import fedvssl_jax.goca.federated  # noqa: F401
-
-    _choice(fed.get("trainer", "pretext"), LOCAL_TRAINERS.names(), "federated.trainer")
+  if not fed.get("trainer_module"):  # a module of the user's may register more trainers
+    _choice(fed.get("trainer", "pretext"), set(LOCAL_TRAINERS.names()) | set(TRAINER_MODULES), "federated.trainer")
   for key in ("num_clients", "num_rounds", "local_epochs"):
     _positive_int(config, f"federated.{key}")
   n = fed.num_clients
@@ -135,5 +132,5 @@ def check(config: ml_collections.ConfigDict, workdir: str) -> None:
   if "task" in config and (runner == "pretext" or (runner == "federated"
                                                    and config.federated.get("trainer", "pretext") == "pretext")):
     _check_task(config)
-  if runner == "federated":
+  if runner in ("federated", "federated_simulation"):
     _check_federated(config)

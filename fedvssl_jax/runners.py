@@ -19,6 +19,7 @@ RUNNERS = {
     "pretext": "fedvssl_jax.train.pretext",
     "goca": "fedvssl_jax.train.goca",
     "federated": "fedvssl_jax.train.federated",
+    "federated_simulation": "fedvssl_jax.federated.simulation",  # rounds only: no data, export or kNN (toy.py)
     "knn": "fedvssl_jax.evaluation.knn",
     "linear_probe": "fedvssl_jax.evaluation.linear_probe",
 }

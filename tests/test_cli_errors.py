@@ -164,3 +164,21 @@ def test_corrupt_checkpoint_names_the_previous_one(tmp_path):
   message = str(info.value)
   assert str(tmp_path / "checkpoints" / "2") in message and "previous checkpoint (step 1)" in message
   assert "\n" not in message
+
+
+def test_federated_round_without_usable_replies_is_one_line(tmp_path):
+  """Every client of the toy task fails in round 1: one error line naming min_train_nodes, exit 2, and the failed
+  clients are recorded by partition id (asked before the first round), not -1."""
+  import json
+
+  workdir = tmp_path / "toy"
+  proc = run_cli("--config=fedvssl_jax/federated/toy.py:num_rounds=2", f"--workdir={workdir}",
+                 "--config.toy.fail_partitions=(0,1,2)", timeout=600)
+  out = proc.stdout + proc.stderr
+  assert proc.returncode == 2, out[-3000:]
+  lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+  assert len(lines) == 1 and "round 1: only 0 usable client replies" in lines[0], out[-3000:]
+  assert "config.federated.min_train_nodes" in lines[0]
+  assert lines[0] == proc.stderr.strip().splitlines()[-1]  # the last line, not buried
+  rows = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
+  assert sorted(c["partition_id"] for c in rows[-1]["failed"]) == [0, 1, 2]

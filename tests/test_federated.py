@@ -313,11 +313,17 @@ def test_configure_train_samples_by_partition(task_identity):
   assert msgs[0].content["config"]["server-round"] == 3 and msgs[0].content["config"]["mode"] == "fedvssl"
   list(strat.configure_train(4, fa.flat_to_arrayrecord(_model(0.0)), ConfigRecord(), grid))
   assert grid.queries == 10  # partition ids are cached
-  # All nodes take part: no query needed.
+  # All nodes take part: the partition ids are still asked (once), so that a client failing in its first round is
+  # reported by its partition id, not -1.
   strat2 = FedVSSLStrategy(mode="fedvssl", fraction_train=1.0, min_train_nodes=2, min_available_nodes=3)
   grid2 = FakeGrid(range(3))
   assert len(list(strat2.configure_train(1, fa.flat_to_arrayrecord(_model(0.0)), ConfigRecord(), grid2))) == 3
-  assert grid2.queries == 0
+  assert grid2.queries == 3 and strat2.partitions == {1000: 0, 1001: 1, 1002: 2}
+  list(strat2.configure_train(2, fa.flat_to_arrayrecord(_model(0.0)), ConfigRecord(), grid2))
+  assert grid2.queries == 3
+  record, _ = strat2.aggregate_train(1, [])  # round 1: every client died before replying
+  assert record is None
+  assert sorted(c.partition_id for c in strat2.last_report.failed + strat2.last_report.dropped) == [0, 1, 2]
 
 
 def test_flat_keys_match_models_export_flatten_state():

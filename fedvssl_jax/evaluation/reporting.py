@@ -14,7 +14,10 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
       for line in f:
         line = line.strip()
         if line:
-          rows.append(json.loads(line))
+          try:
+            rows.append(json.loads(line))
+          except ValueError:
+            continue  # a row cut by a kill during the write
   return rows
 
 
@@ -90,6 +93,9 @@ def write_results(workdir: str, results: dict[str, Any], jsonl_name: str = "metr
     plots["knn_recall"] = plot_recall_bars(workdir, knn)
   if plots:
     results["plots"] = plots
+  rows = read_jsonl(os.path.join(workdir, jsonl_name))
+  if any("num_replaced" in r for r in rows):  # per logging window, rows de-duplicated on resume
+    results.setdefault("num_replaced", int(sum(r.get("num_replaced") or 0 for r in rows)))
   from fedvssl_jax.train.metrics import dumps_strict
 
   text = dumps_strict(results, indent=2)  # NaN -> null: results.json stays strict JSON

@@ -27,6 +27,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedvssl_jax.errors import UserError
 from fedvssl_jax.federated import server_state
 from fedvssl_jax.federated.arrays import flat_to_arrayrecord, to_float32
 from fedvssl_jax.federated.local_trainer import (config_from_run_config, make_local_trainer,
@@ -37,6 +38,11 @@ from fedvssl_jax.train.metrics import dumps_strict, truncate_jsonl
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "federated_metrics.jsonl"
+ERROR_FILE = "federated_error.txt"  # the ServerApp's user error, re-raised by `simulation.run_simulation`
+
+
+class FederatedRoundError(UserError, RuntimeError):
+  """A round without enough usable client replies; the last finished round is on disk."""
 
 
 class RoundLogger:
@@ -138,7 +144,7 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
         if report is not None:
           round_logger.log(report, time.time() - t0)
         errors = sorted({short_error(c.error) for c in (report.failed + report.dropped)}) if report else []
-        raise RuntimeError(f"round {rnd}: only {len(report.aggregated) if report else 0} usable client replies "
+        raise FederatedRoundError(f"round {rnd}: only {len(report.aggregated) if report else 0} usable client replies "
                            f"(errors: {errors}); need "
                            f"{strategy.min_train_nodes} (config.federated.min_train_nodes). "
                            + (f"The last finished round ({rnd - 1}) is saved in {server_state.server_dir(workdir)}; "
@@ -176,7 +182,12 @@ def make_server_app(run_config: Mapping[str, Any] | None = None) -> ServerApp:
     rc.update(dict(context.run_config or {}))
     config = config_from_run_config(rc)
     workdir = workdir_from_run_config(rc)
-    summary = run_server(grid, config, workdir)
+    try:
+      summary = run_server(grid, config, workdir)
+    except UserError as e:  # the simulation engine may re-raise it as another type: keep the message on disk
+      with open(os.path.join(workdir, ERROR_FILE), "w", encoding="utf-8") as f:
+        f.write(str(e))
+      raise
     with open(os.path.join(workdir, "federated_summary.json"), "w", encoding="utf-8") as f:
       f.write(dumps_strict({k: v for k, v in summary.items() if k != "history"}, indent=2, default=float))
 

@@ -23,12 +23,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from fedvssl_jax.errors import UserError
 from fedvssl_jax.federated.arrays import flat_float32, in_key_order
 
 logger = logging.getLogger(__name__)
 
 
-class ServerStateError(RuntimeError):
+class ServerStateError(UserError, RuntimeError):
   """The stored server state cannot be read or does not match the run."""
 
 

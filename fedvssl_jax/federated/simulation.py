@@ -21,6 +21,7 @@ so JAX state in this driver does not leak into them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from typing import Any
@@ -52,8 +53,9 @@ def run_simulation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
     The server summary: {"rounds", "resumed_from", "final_global", "final_global_loss", "num_arrays", ...}.
 
   Raises:
-    RuntimeError: the ServerApp failed (e.g. too few clients replied in a round); the last finished round is on
-      disk and a rerun with the same workdir resumes from it.
+    UserError: the ServerApp failed on a user error (e.g. too few clients replied in a round: the last finished
+      round is on disk and a rerun with the same workdir resumes from it).
+    RuntimeError: the simulation ended without a summary.
   """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -65,8 +67,10 @@ def run_simulation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   num_clients = int(fed.num_clients)
   snapshot = write_config_snapshot(config, workdir)
   summary_path = os.path.join(workdir, "federated_summary.json")
-  if os.path.exists(summary_path):
-    os.remove(summary_path)  # written again by the server at the end of this run
+  error_path = os.path.join(workdir, "federated_error.txt")  # server_app.ERROR_FILE (not imported: pulls in Flower)
+  for path in (summary_path, error_path):
+    if os.path.exists(path):
+      os.remove(path)  # written again by the server at the end of this run
   run_config = {"config-file": snapshot, "config-arg": "", "overrides": "", "workdir": workdir}
 
   from flwr.simulation import run_simulation as flwr_run_simulation
@@ -82,8 +86,29 @@ def run_simulation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
     cpus = os.cpu_count() or 1
   cpus = int(fed.get("ray_num_cpus", 0) or cpus)
   backend_config = {"client_resources": resources, "init_args": {"include_dashboard": False, "num_cpus": cpus}}
-  flwr_run_simulation(server_app=make_server_app(run_config), client_app=make_client_app(run_config),
-                      num_supernodes=num_clients, backend_config=backend_config)
+  from absl import logging as absl_logging
+
+  from fedvssl_jax.errors import UserError
+
+  # Quiet command-line runs (absl verbosity below INFO, `fedvssl_jax.main` without --verbosity): Flower's own log
+  # repeats every failing client's traceback several times; the strategy logs each failure as one warning line.
+  flwr_logger = logging.getLogger("flwr")
+  saved_level = flwr_logger.level
+  if absl_logging.get_verbosity() < absl_logging.INFO:
+    flwr_logger.setLevel(logging.CRITICAL)
+  try:
+    flwr_run_simulation(server_app=make_server_app(run_config), client_app=make_client_app(run_config),
+                        num_supernodes=num_clients, backend_config=backend_config)
+  except Exception as e:
+    if os.path.isfile(error_path):  # a user error in the ServerApp (too few replies, a mismatched server state)
+      with open(error_path, encoding="utf-8") as f:
+        raise UserError(f.read()) from e
+    raise
+  finally:
+    flwr_logger.setLevel(saved_level)
+  if os.path.isfile(error_path):  # the engine logged the ServerApp's error instead of raising it
+    with open(error_path, encoding="utf-8") as f:
+      raise UserError(f.read())
   if not os.path.isfile(summary_path):
     raise RuntimeError(f"the federated simulation ended without writing {summary_path}; see the log above")
   with open(summary_path, encoding="utf-8") as f:

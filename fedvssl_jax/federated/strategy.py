@@ -223,12 +223,13 @@ class FedVSSLStrategy(FedAvg):
   def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid) -> Iterable[Message]:
     """Samples the round's clients by partition id and sends each the global model and the round config."""
     nodes = self._wait_for_nodes(grid)
+    # Partition ids are asked once per node (cached), also when every node takes part: a client that fails or dies
+    # in its first round is then reported by its partition, not as -1.
+    self._learn_partitions(grid, nodes)
     if max(int(len(nodes) * self.fraction_train), self.min_train_nodes) >= len(nodes):
-      # Every node takes part: no sampling, so no need to ask for partition ids (they come with the replies).
       node_ids = nodes
       logger.info("round %d: all %d nodes take part", server_round, len(nodes))
     else:
-      self._learn_partitions(grid, nodes)
       node_of = {}
       for node in nodes:  # the lowest node id serving a partition
         pid = self.partitions.get(node)

@@ -15,7 +15,9 @@ drawn around class centres shared by every client.
 Fault injection for tests: `toy.fail_partitions` raise in `train`, `toy.nan_partitions` return NaN (both only in
 `toy.fault_rounds` when that is non-empty).
 
-This module is also a config file: `get_config("num_rounds=2,num_clients=3,strategy=fedvssl")`.
+This module is also a config file for `fedvssl_jax.main` with the `federated_simulation` runner (the rounds only: it
+has no data, export or kNN): `python -m fedvssl_jax.main --config=fedvssl_jax/federated/toy.py:num_rounds=2
+--workdir=DIR`, or `get_config("num_rounds=2,num_clients=3,strategy=fedvssl")` in code.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, strategy="fedvssl", num_rounds=2, num_clients=3, fraction_train=1.0, alpha=0.9, beta=1,
                 local_epochs=1, min_train_nodes=2)
   config = ml_collections.ConfigDict()
-  config.runner = "federated"
+  config.runner = "federated_simulation"
   config.seed = 0
   config.federated = federated_config(True, a.strategy, a.alpha, a.beta)  # the demo's: one CPU per client, no GPU
   config.federated.update(dict(trainer="toy", num_clients=int(a.num_clients), num_rounds=int(a.num_rounds),

@@ -89,10 +89,13 @@ def _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_
   base_rng = jax.random.key(config.seed)
   max_this_run = config.get("max_steps_this_run", -1)
   history: list[dict[str, jax.Array]] = []
+  replaced = 0  # bad videos replaced by the pipeline in this logging window (README: counted, never fatal)
   t_start = time.time()
   finished = True
   while step < total_steps:
     host_batch = next(iterator)
+    if "num_replaced" in host_batch:
+      replaced += int(np.sum(host_batch["num_replaced"]))
     if batch_keys is not None:
       host_batch = {k: host_batch[k] for k in batch_keys}
     batch = mesh_lib.put_batch(host_batch, mesh)
@@ -104,6 +107,7 @@ def _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_
       history = []
       if schedule is not None:
         scalars["lr"] = float(schedule(step - 1))
+      scalars["num_replaced"], replaced = float(replaced), 0
       scalars = writer.write(step, scalars)
       if not all(np.isfinite(v) for v in scalars.values()):
         ckpt.wait()

@@ -122,7 +122,7 @@ class MetricWriter:
     else:
       parts.append(f"step {step}")
     for k, v in scalars.items():
-      if k == "steps_per_sec":
+      if k == "steps_per_sec" or (k == "num_replaced" and not v):
         continue
       parts.append(f"{k} {v:.4g}" if math.isfinite(v) else f"{k} {v}")
     rate = scalars.get("steps_per_sec")
