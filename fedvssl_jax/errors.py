@@ -43,3 +43,33 @@ def find_user_os_error(e: BaseException) -> OSError | None:
       return e
     e = e.__cause__ or e.__context__
   return None
+
+
+def print_error(message: str) -> int:
+  """Prints `error: <message>` as one line on stderr (after any buffered output); returns exit status 2."""
+  import sys
+
+  sys.stdout.flush()
+  print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+  return 2
+
+
+def run_script(main, argv=None) -> int:
+  """Runs a script's `main(argv) -> int`; its input mistakes become one `error: ...` line and exit status 2.
+
+  A script's inputs are files and flags, so besides `UserError` and OSErrors about paths this also covers
+  `FileNotFoundError`, `ImportError` (an optional dependency such as PyTorch for .pth), `ValueError` (every reader
+  here raises it naming the file) and `SystemExit("message")`.
+  """
+  try:
+    return main(argv)
+  except SystemExit as e:
+    if isinstance(e.code, str):
+      return print_error(e.code)
+    raise
+  except (UserError, FileNotFoundError, ImportError, ValueError) as e:
+    return print_error(str(e))
+  except OSError as e:
+    if e.errno in USER_OS_ERRNOS:
+      return print_error(os_error_line(e))
+    raise

@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import warnings
+import zipfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -77,6 +78,8 @@ def read_fedvssl_npz(path: str, allow_pickle: bool = False) -> list[np.ndarray]:
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} does not exist")
   pattern = re.compile(r"^arr_(\d+)$")
+  if not zipfile.is_zipfile(path):  # np.load would call any other bytes "pickled data" without naming the file
+    raise ValueError(f"{path} is not an .npz archive (the FedVSSL server's np.savez output)")
   pickled = False
   with np.load(path, allow_pickle=False) as z:
     files = list(z.files)
@@ -158,4 +161,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

@@ -49,4 +49,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

@@ -182,3 +182,62 @@ def test_federated_round_without_usable_replies_is_one_line(tmp_path):
   assert lines[0] == proc.stderr.strip().splitlines()[-1]  # the last line, not buried
   rows = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
   assert sorted(c["partition_id"] for c in rows[-1]["failed"]) == [0, 1, 2]
+
+
+# --- scripts ----------------------------------------------------------------------------------------------------
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, os.path.join("scripts", name), *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def weight_files(tmp_path_factory):
+  from safetensors.numpy import save_file
+
+  out = tmp_path_factory.mktemp("weights")
+  save_file({"not.a.backbone.name": np.zeros(3, np.float32)}, str(out / "wrong_names.safetensors"))
+  (out / "garbage.safetensors").write_bytes(os.urandom(256))
+  (out / "random.npz").write_bytes(os.urandom(256))
+  (out / "weights.pth").write_bytes(os.urandom(256))
+  return out
+
+
+def test_import_torch_weights_mistakes(weight_files, tmp_path):
+  out = f"--out={tmp_path / 'out'}"
+  missing = str(weight_files / "missing.safetensors")
+  assert_one_error_line(run_script("import_torch_weights.py", "--arch=r3d_18", f"--src={missing}", out), missing)
+  garbage = str(weight_files / "garbage.safetensors")
+  assert_one_error_line(run_script("import_torch_weights.py", "--arch=r3d_18", f"--src={garbage}", out), garbage)
+  wrong = str(weight_files / "wrong_names.safetensors")
+  assert_one_error_line(run_script("import_torch_weights.py", "--arch=r3d_18", f"--src={wrong}", out),
+                        "not.a.backbone.name")
+  assert_one_error_line(run_script("import_torch_weights.py", "--arch=nope", f"--src={wrong}", out),
+                        "unknown backbone 'nope'")
+
+
+def test_import_torch_weights_pth_without_torch(weight_files, tmp_path):
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    pth = str(weight_files / "weights.pth")
+    assert_one_error_line(run_script("import_torch_weights.py", "--arch=r3d_18", f"--src={pth}",
+                                     f"--out={tmp_path / 'out'}"), pth, "needs PyTorch")
+  else:  # with torch: the damaged file is named instead
+    pth = str(weight_files / "weights.pth")
+    assert_one_error_line(run_script("import_torch_weights.py", "--arch=r3d_18", f"--src={pth}",
+                                     f"--out={tmp_path / 'out'}"), pth)
+
+
+def test_import_fedvssl_checkpoint_random_bytes_names_the_file(weight_files, tmp_path):
+  src = str(weight_files / "random.npz")
+  line = assert_one_error_line(run_script("import_fedvssl_checkpoint.py", f"--src={src}", f"--out={tmp_path / 'o'}"),
+                               src, "not an .npz archive")
+  assert "pickled" not in line
+
+
+def test_extract_features_missing_clips(tmp_path):
+  assert_one_error_line(run_script("extract_features.py", f"--checkpoint={tmp_path}", f"--clips={tmp_path}/no.npy",
+                                   f"--out={tmp_path}/f.npy"), "no.npy", "does not exist")

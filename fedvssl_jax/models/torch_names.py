@@ -264,13 +264,19 @@ def load_state_dict_file(path: str) -> dict[str, np.ndarray]:
   if lower.endswith(".safetensors"):
     from safetensors.numpy import load_file
 
-    return dict(load_file(path))
+    try:
+      return dict(load_file(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
+      raise ValueError(f"{path!r}: cannot read as .safetensors ({type(e).__name__}: {e})") from None
   if lower.endswith((".pth", ".pt", ".bin")):
     try:
       import torch
     except ImportError:
       raise ImportError(f"reading {path!r} needs PyTorch; convert it to .npz or .safetensors instead") from None
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+      obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged / non-weights file
+      raise ValueError(f"{path!r}: cannot read as a PyTorch state dict ({type(e).__name__}: {e})") from None
     for wrapper in ("state_dict", "model"):
       if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
         obj = obj[wrapper]
