@@ -208,7 +208,7 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       min_available_nodes=0,
       local_epochs=1,
       max_steps_per_round=-1,
-      round_timeout_s=7200.0,
+      round_timeout_s=7200.0,     # includes each client's JAX compile in its first round (docs/federated.md)
       wait_timeout_s=600.0,       # how long to wait for min_available_nodes to connect / partition-id replies
       sampling_seed=0,
       client_resources=ml_collections.ConfigDict(dict(num_cpus=2, num_gpus=1.0)),
