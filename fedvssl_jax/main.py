@@ -31,6 +31,53 @@ def _check_config_file(spec: str | None) -> None:
     sys.exit(2)
 
 
+def _element_type(values) -> type | None:
+  """int / float / str when every element of the tuple has that type (bool excluded), else None."""
+  for kind in (int, float, str):
+    if values and all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+      return kind
+  return None
+
+
+def _check_sequence_overrides(spec: str, config, argv: list[str]) -> None:
+  """`--config.key=...` on a tuple key: the elements must have the recipe's element type.
+
+  ml_collections checks scalar types but turns any text given for a tuple into a tuple of strings, which would only
+  fail deep inside a builder (e.g. `--config.task.strides=abc`).
+  """
+  keys = [a[len("--config."):].split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+  if not keys:
+    return
+  import importlib.util
+
+  path, _, variant = spec.partition(":")
+  try:  # the recipe's defaults, from a second load of the config file
+    module_spec = importlib.util.spec_from_file_location("_fedvssl_recipe_defaults", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    defaults = module.get_config(variant or None)
+  except Exception:  # noqa: BLE001 - a file that cannot be loaded twice (it registers something): no check
+    return
+  for key in keys:
+    default, value = defaults, config
+    try:
+      for part in key.split("."):
+        default, value = default[part], value[part]
+    except (KeyError, AttributeError, TypeError):
+      continue  # a key the recipe builds differently; the config flag itself checked it
+    if not isinstance(default, (tuple, list)) or not isinstance(value, (tuple, list)):
+      continue
+    kind = _element_type(default)
+    if kind is None or not value:
+      continue
+    ok = all(isinstance(v, kind) and not isinstance(v, bool) or (kind is float and isinstance(v, int))
+             for v in value)
+    if not ok:
+      example = ",".join(str(v) for v in default)
+      print(f"error: --config.{key}: expected {kind.__name__} values like {example}, got {value!r}", file=sys.stderr)
+      sys.exit(2)
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """Parses flags once; config mistakes (unknown key, wrong type, unknown variant) become one line naming the key."""
   try:
@@ -49,6 +96,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
       message = f"{culprit}: no such config key. {hint}".strip()
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+  _check_sequence_overrides(FLAGS["config"].config_filename, FLAGS.config, argv)
   if len(remaining) > 1:
     print(f"error: unexpected arguments: {' '.join(remaining[1:])}; flags are --config=FILE[:variant] "
           "--workdir=DIR [--config.key=value ...]", file=sys.stderr)

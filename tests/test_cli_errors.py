@@ -47,6 +47,7 @@ def a_file(tmp_path_factory):
     (("--config=configs/nope.py:demo",), ("--config", "configs/nope.py")),
     ((CTP, "extra_positional"), ("unexpected arguments", "extra_positional")),
     ((CTP, "--config.task.strides=abc"), ("config.task.strides",)),
+    ((CTP, "--config.optim.step_epochs=abc"), ("--config.optim.step_epochs", "int", "30,60")),
     ((CTP, "--config.model.arch=nope"), ("config.model.arch", "'nope'", "r3d_18")),
     ((CTP, "--config.data.source=nope"), ("config.data.source", "'nope'")),
     ((CTP, "--config.task.name=nope"), ("config.task.name", "'nope'")),
