@@ -9,7 +9,9 @@ What crosses the wire is `nnx.Param` + `nnx.BatchStat` of the whole model as a f
 
 Client data (`config.federated.partitions`):
   dir: a folder of FedVSSL-format `client_dist{k}.json` files (client id p reads `client_dist{p+1}.json`; the
-       published K400 splits or `scripts/partition_clients.py` output), paths resolved like the run's data; or
+       published K400 splits or `scripts/partition_clients.py` output), names resolved by the data source's own
+       `datasets.Layout` (e.g. `{name}/RGB_frames.zip` for CtP-format Kinetics, `videos/{name}.mp4` for the official
+       layout), so a client's record of a video is the record the centralised run makes; or
   scheme: iid | by-class | dirichlet | fedvssl-noniid, applied to the run's train split with `seed` (and `alpha`).
 """
 
@@ -86,11 +88,7 @@ def client_records(config: ml_collections.ConfigDict, splits: datasets.DatasetSp
     path = os.path.join(part.dir, f"client_dist{partition_id + 1}.json")
     if not os.path.exists(path):
       raise ConfigError(f"{path} not found (config.federated.partitions.dir)")
-    template = config.data.path_template or "{name}"
-    records = annotations.load_annotations(path, splits.root or None, path_template=template)
-    if config.data.get("with_flow", False):
-      records = datasets.with_flow_paths(records, config.data)
-    return records
+    return splits.read(path)  # the data source's own resolution (datasets.Layout): the records a central run makes
   from input_pipeline import partition
 
   return partition.partition_records(splits.train, part.scheme, num_clients, seed=int(part.get("seed", 0)),
