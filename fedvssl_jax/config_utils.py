@@ -206,9 +206,13 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       wait_timeout_s=600.0,       # how long to wait for min_available_nodes to connect / partition-id replies
       sampling_seed=0,
       client_resources=ml_collections.ConfigDict(dict(num_cpus=2, num_gpus=1.0)),
-      partitions=ml_collections.ConfigDict(dict(dir="", scheme="iid", seed=0, alpha=0.5)),
+      # dir: FedVSSL client_dist{k}.json files; without it the train split is cut by `scheme` (FedVSSL's non-IID
+      # sliding window; iid with seed 7 as published) and the files are written to <workdir>/partitions/.
+      partitions=ml_collections.ConfigDict(dict(dir="", scheme="fedvssl-noniid", seed=7, alpha=0.5,
+                                                classes_per_side=0)),
   ))
   if demo:
+    fed.partitions.update(dict(scheme="iid", seed=0))  # 3 clients of a 10-class set: the demos' measured split
     fed.update(dict(num_clients=3, num_rounds=3, fraction_train=1.0, min_train_nodes=2, local_epochs=2,
                     round_timeout_s=1800.0))
     fed.client_resources.update(dict(num_cpus=1, num_gpus=0.0))

@@ -67,3 +67,30 @@ def test_fedvssl_recipe_on_kinetics_ctp_with_fedvssl_partition_files(kinetics_ct
     assert sorted(c["num_examples"] for c in r["clients"]) == [6, 6]  # client_dist1/2: 2 classes x 3 videos
     assert np.isfinite(r["global_loss"])
   assert os.path.isfile(workdir / "export" / "backbone" / "model.json")
+
+
+def test_paper_recipe_without_partition_files_writes_fedvssl_noniid_split(kinetics_ctp, tmp_path, capsys):
+  """configs/fedvssl.py without partitions.dir: FedVSSL's non-IID split of the train list (k400_non_iid.py's scheme),
+  written as client_dist{k}.json into the workdir and read back by the clients; iid uses FedVSSL's seed 7."""
+  from fedvssl_jax import datasets
+  from fedvssl_jax.train import federated, local
+  from input_pipeline import annotations, partition
+
+  config = _fed_config(kinetics_ctp)
+  assert (config.federated.partitions.scheme, config.federated.partitions.seed) == ("fedvssl-noniid", 7)
+  splits = datasets.load_splits(config.data)
+  entries = annotations.file_entries(splits.train)
+  for scheme, expected in (("fedvssl-noniid", partition.fedvssl_noniid_partition(entries, 2, classes_per_side=1)),
+                           ("iid", partition.iid_partition(entries, 2, seed=7))):
+    config.federated.partitions.scheme = scheme
+    workdir = tmp_path / scheme
+    used = federated._with_partition_files(config, splits, str(workdir))
+    assert used.federated.partitions.dir == str(workdir / "partitions") and not config.federated.partitions.dir
+    assert f"partitions.scheme={scheme}" in capsys.readouterr().out
+    for k in (1, 2):
+      written = json.loads((workdir / "partitions" / f"client_dist{k}.json").read_text())
+      assert written == expected[k - 1]
+      assert [r.name for r in local.client_records(used, splits, k - 1)] == [e["name"] for e in expected[k - 1]]
+    assert json.loads((workdir / "partitions" / "partition_summary.json").read_text())["scheme"] == scheme
+  noniid = json.loads((tmp_path / "fedvssl-noniid" / "partitions" / "partition_summary.json").read_text())
+  assert noniid["classes_per_client"] == [2, 2]  # 1 small + 1 large class per client out of 4
