@@ -324,10 +324,15 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
   config.init = ml_collections.ConfigDict(dict(backbone_checkpoint=""))
 
   config.train = ml_collections.ConfigDict(dict(
-      clip_len=16, stride=2, crop_size=112, short_side_sizes=(112, 128, 144), flip_p=0.35,
+      clip_len=16, stride=2, crop_size=112, flip_p=0.35,
+      augment="colorjitter",  # "colorjitter": short_side_sizes + jitter; "ctp": scales_wh + ctp_color (CtP's own)
+      short_side_sizes=(112, 128, 144),
       jitter=(0.125, 0.2, 0.2, 0.05, 0.2),  # brightness (+-32/255), contrast, saturation, hue, probability
+      scales_wh=((149, 112), (171, 128), (192, 144)),  # augment="ctp": resize to one (width, height) pair
+      ctp_color=(32.0, 0.2, 12.0, 0.1, 0.2),  # augment="ctp": brightness +-32, contrast / saturation log-deltas,
+                                              # hue +-12 OpenCV units, p of each op (transforms.ctp_color_augment)
   ))
-  config.test = ml_collections.ConfigDict(dict(TEST_VIEWS))
+  config.test = ml_collections.ConfigDict(dict(TEST_VIEWS, resize_wh=()))  # resize_wh (w, h): instead of short_side
   config.batch_size = 32  # global
   config.num_epochs = 150
   config.num_steps = -1   # > 0 overrides num_epochs
@@ -371,6 +376,11 @@ def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str 
   config = supervised_config(dataset, demo)
   config.data.split = split
   config.init.backbone_checkpoint = init
+  if not demo:
+    # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales + its three colour ops with p=0.2 each;
+    # test views resized to (171, 128). train.augment="colorjitter" is the torchvision-style alternative.
+    config.train.augment = "ctp"
+    config.test.resize_wh = (171, 128)
   return config
 
 
