@@ -349,6 +349,8 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
     config.model.backbone_kwargs.width_multiplier = 0.125
     config.model.num_classes = -1  # taken from the dataset
     config.train.update(clip_len=8, stride=2, crop_size=64, short_side_sizes=(64, 72, 80))
+    # No flip: a mirrored synthetic video is another class (move_left <-> move_right, rotate_cw <-> rotate_ccw).
+    config.train.flip_p = 0.0
     config.test.update(DEMO_EVAL_VIEWS)
     config.batch_size = 16
     config.num_epochs = 3
