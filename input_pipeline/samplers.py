@@ -14,8 +14,9 @@ The rules follow the original code bases (see docs/design.md and the reference n
 
 Short videos: CtP's samplers start at frame 0 and clamp every index to the last frame when a clip does not fit (the
 clip repeats its last frame). `consecutive_indices` and the test sampler do the same; `random_stride_indices` departs
-from it on purpose (its docstring says how). They raise `ValueError` only for `num_frames < 1`. The GOCA sampler adapts its stride and needs `num_frames >= clip_lens[0]`. Builders that want
-to reject short videos instead declare `min_frames` (see `input_pipeline.pipeline`).
+from it on purpose (its docstring says how). They raise `ValueError` only for `num_frames < 1`. The GOCA sampler
+adapts its stride and needs `num_frames >= clip_lens[0]`. Builders that want to reject short videos instead declare
+`min_frames` (see `input_pipeline.pipeline`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ the non-demo recipes. `make_all(root)` writes every layout once (about 100 small
 
 * `ucf101/`: UCF-101 official, `UCF-101/<Class>/v_<Class>_gXX_cYY.avi` (MPEG-4 Part 2 in AVI, as published) and
   `ucfTrainTestlist/{classInd,trainlist01,testlist01}.txt` with CRLF line ends as published;
-* `hmdb51/`: HMDB-51 official, `videos/<class>/<name>.avi` and `testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt`
-  (`<name>.avi <0|1|2>`, 1 = train, 2 = test);
+* `hmdb51/`: HMDB-51 official, `videos/<class>/<name>.avi` and
+  `testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt` (`<name>.avi <0|1|2>`, 1 = train, 2 = test);
 * `kinetics400/`: Kinetics-400 official, `annotations/{train,validate}.csv` (`label,youtube_id,time_start,time_end,
   split`; class names with spaces) and `videos/<class_dir>/<ytid>_<start:06d>_<end:06d>.mp4`;
 * `kinetics400_ctp/`: Kinetics-400 in CtP's format (FedVSSL's), `<class_dir>/<clip>/RGB_frames.zip` (JPEG frames),
