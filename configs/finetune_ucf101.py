@@ -18,9 +18,12 @@ imported from torchvision / CtP (a PyTorch state dict) or from FedVSSL (a global
   python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:demo --workdir=DIR   # synthetic videos, CPU, minutes
 
 Recipe (`fedvssl_jax.config_utils.finetune_config`): R3D-18 TSN (pooled feature, dropout 0.5, fc 512 -> 101), one
-16-frame clip at stride 2, multi-scale crop 112, flip, colour jitter; SGD lr 0.01, momentum 0.9, weight decay 5e-4,
-clip 40, batch 32, 150 epochs, lr x0.1 at epochs 60 and 120; test: 10 uniform clips, centre crop 112 of short side
-128, logits averaged; top-1 / top-5 / mean-class accuracy in `<workdir>/results.json`. The loaded backbone keeps the
+16-frame clip at stride 2; CtP's augmentation (`train.augment="ctp"`): resize to one of the (w, h) pairs
+(149,112)/(171,128)/(192,144), random crop 112, flip 0.35, then brightness +-32, contrast x exp(U(+-0.2)) and HSV
+(hue +-12, saturation x exp(U(+-0.1))), each on its own with p=0.2 (`--config.train.augment=colorjitter`: random
+short side {112,128,144} + torchvision-style ColorJitter instead); SGD lr 0.01, momentum 0.9, weight decay 5e-4,
+clip 40, batch 32, 150 epochs, lr x0.1 at epochs 60 and 120; test: 10 uniform clips resized to 171x128, centre crop
+112, logits averaged; top-1 / top-5 / mean-class accuracy in `<workdir>/results.json`. The loaded backbone keeps the
 architecture recorded with it (model.json); the fc is always new. Without an init the backbone is random (scratch).
 Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=DIR`
 (= config.init.backbone_checkpoint).

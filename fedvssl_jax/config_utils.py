@@ -212,9 +212,13 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       wait_timeout_s=600.0,       # how long to wait for min_available_nodes to connect / partition-id replies
       sampling_seed=0,
       client_resources=ml_collections.ConfigDict(dict(num_cpus=2, num_gpus=1.0)),
-      partitions=ml_collections.ConfigDict(dict(dir="", scheme="iid", seed=0, alpha=0.5)),
+      # dir: FedVSSL client_dist{k}.json files; without it the train split is cut by `scheme` (FedVSSL's non-IID
+      # sliding window; iid with seed 7 as published) and the files are written to <workdir>/partitions/.
+      partitions=ml_collections.ConfigDict(dict(dir="", scheme="fedvssl-noniid", seed=7, alpha=0.5,
+                                                classes_per_side=0)),
   ))
   if demo:
+    fed.partitions.update(dict(scheme="iid", seed=0))  # 3 clients of a 10-class set: the demos' measured split
     fed.update(dict(num_clients=3, num_rounds=3, fraction_train=1.0, min_train_nodes=2, local_epochs=2,
                     round_timeout_s=1800.0))
     fed.client_resources.update(dict(num_cpus=1, num_gpus=0.0))
@@ -326,10 +330,15 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
   config.init = ml_collections.ConfigDict(dict(backbone_checkpoint=""))
 
   config.train = ml_collections.ConfigDict(dict(
-      clip_len=16, stride=2, crop_size=112, short_side_sizes=(112, 128, 144), flip_p=0.35,
+      clip_len=16, stride=2, crop_size=112, flip_p=0.35,
+      augment="colorjitter",  # "colorjitter": short_side_sizes + jitter; "ctp": scales_wh + ctp_color (CtP's own)
+      short_side_sizes=(112, 128, 144),
       jitter=(0.125, 0.2, 0.2, 0.05, 0.2),  # brightness (+-32/255), contrast, saturation, hue, probability
+      scales_wh=((149, 112), (171, 128), (192, 144)),  # augment="ctp": resize to one (width, height) pair
+      ctp_color=(32.0, 0.2, 12.0, 0.1, 0.2),  # augment="ctp": brightness +-32, contrast / saturation log-deltas,
+                                              # hue +-12 OpenCV units, p of each op (transforms.ctp_color_augment)
   ))
-  config.test = ml_collections.ConfigDict(dict(TEST_VIEWS))
+  config.test = ml_collections.ConfigDict(dict(TEST_VIEWS, resize_wh=()))  # resize_wh (w, h): instead of short_side
   config.batch_size = 32  # global
   config.num_epochs = 150
   config.num_steps = -1   # > 0 overrides num_epochs
@@ -346,6 +355,8 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
     config.model.backbone_kwargs.width_multiplier = 0.125
     config.model.num_classes = -1  # taken from the dataset
     config.train.update(clip_len=8, stride=2, crop_size=64, short_side_sizes=(64, 72, 80))
+    # No flip: a mirrored synthetic video is another class (move_left <-> move_right, rotate_cw <-> rotate_ccw).
+    config.train.flip_p = 0.0
     config.test.update(DEMO_EVAL_VIEWS)
     config.batch_size = 16
     config.num_epochs = 3
@@ -373,6 +384,11 @@ def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str 
   config = supervised_config(dataset, demo)
   config.data.split = split
   config.init.backbone_checkpoint = init
+  if not demo:
+    # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales + its three colour ops with p=0.2 each;
+    # test views resized to (171, 128). train.augment="colorjitter" is the torchvision-style alternative.
+    config.train.augment = "ctp"
+    config.test.resize_wh = (171, 128)
   return config
 
 

@@ -12,6 +12,10 @@ Sources and the layouts they expect under `config.data.root`:
 
 Every path can be changed with `data.path_template` (fields: `{name}`, `{stem}`, `{class_name}`, `{ext}`), and two-stream
 runs find the flow videos with `data.flow_template` (default: the video path with `videos/` -> `videos_flow/`).
+
+Each source resolves names through one `Layout` (root, path template, default extension, class directories, flow
+template), kept in `DatasetSplits.layout`: any other annotation file of the same dataset, e.g. a federated client's
+`client_dist{k}.json`, is read with `DatasetSplits.read` and gives the very records the source's own lists give.
 """
 
 from __future__ import annotations
@@ -31,17 +35,78 @@ from input_pipeline.annotations import VideoRecord
 DATA_SOURCES: Registry[Callable[[ml_collections.ConfigDict], "DatasetSplits"]] = Registry("data source")
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """How an annotation name becomes a `VideoRecord` on a dataset's disk: the one resolution of a data source.
+
+  Attributes:
+    root: the data root ("" = paths as the template gives them).
+    path_template: `annotations.resolve_path` template of the video, e.g. "{name}/RGB_frames.zip".
+    default_ext: `{ext}` when the annotation file does not give one (a JSON list of UCF-101 names: ".avi").
+    class_dirs: `{class_name}` of each 0-based label when the name has no directory and the file gives no class
+      (HMDB-51's bare video stems in a JSON / txt list).
+    with_flow: set `VideoRecord.flow_path` (two-stream runs).
+    flow_template: template of the flow video; "" = GOCA's rule (the video path with videos/ -> videos_flow/).
+  """
+  root: str
+  path_template: str
+  default_ext: str = ""
+  class_dirs: tuple[str, ...] = ()
+  with_flow: bool = False
+  flow_template: str = ""
+
+  def record(self, name: str, label: int, ext: str | None = None, class_name: str | None = None,
+             **fields) -> VideoRecord:
+    """The record of annotation `name` with 0-based `label`; `ext` / `class_name` as the annotation file gives them."""
+    if not class_name and not os.path.dirname(name) and 0 <= label < len(self.class_dirs):
+      class_name = self.class_dirs[label]
+    fields.update(ext=ext or self.default_ext, class_name=class_name or None)
+    root = self.root or None
+    path = annotations.resolve_path(name, root, self.path_template, **fields)
+    flow = None
+    if self.with_flow:
+      if self.flow_template:
+        flow = annotations.resolve_path(name, root, self.flow_template, **fields)
+      else:
+        try:
+          flow = flow_lib.flow_path_for(path)
+        except ValueError as e:
+          raise ConfigError(f"{e}; set config.data.flow_template") from None
+    return VideoRecord(path=path, label=label, name=name, flow_path=flow)
+
+  def read(self, path: str, fmt: str = "auto", **kwargs) -> list[VideoRecord]:
+    """Reads an annotation file (any `annotations.FORMATS`; kwargs as `annotations.load_annotations`) with this
+    layout's resolution."""
+    return annotations.load_annotations(path, fmt=fmt, make_record=self.record, **kwargs)
+
+
+def make_layout(data: ml_collections.ConfigDict, root: str, default_template: str, default_ext: str = "",
+                class_dirs=()) -> Layout:
+  """The `Layout` of `config.data`: `data.path_template` (else `default_template`), `data.with_flow`,
+  `data.flow_template`."""
+  return Layout(root=root or "", path_template=data.get("path_template", "") or default_template,
+                default_ext=default_ext, class_dirs=tuple(class_dirs), with_flow=bool(data.get("with_flow", False)),
+                flow_template=data.get("flow_template", "") or "")
+
+
 @dataclasses.dataclass
 class DatasetSplits:
-  """The train (gallery / training) and test (query / evaluation) videos of a dataset."""
+  """The train (gallery / training) and test (query / evaluation) videos of a dataset, and how its names resolve."""
   train: list[VideoRecord]
   test: list[VideoRecord]
   class_names: list[str]
   root: str
+  layout: Layout | None = None
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+  def read(self, path: str, fmt: str = "auto", **kwargs) -> list[VideoRecord]:
+    """Reads another annotation file of this dataset (e.g. a client's `client_dist{k}.json`) into records resolved
+    exactly as `train` / `test` are (`Layout.read`); without a layout, names are paths under `root`."""
+    layout = self.layout or Layout(root=self.root, path_template="{name}")
+    return layout.read(path, fmt=fmt, **kwargs)
 
 
 def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
@@ -49,26 +114,7 @@ def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
   splits = DATA_SOURCES.get(data.source)(data)
   if not splits.train:
     raise ConfigError(f"config.data: the {data.source} train split under {splits.root!r} is empty")
-  if data.get("with_flow", False):
-    splits = dataclasses.replace(splits, train=with_flow_paths(splits.train, data),
-                                 test=with_flow_paths(splits.test, data))
   return splits
-
-
-def with_flow_paths(records: list[VideoRecord], data: ml_collections.ConfigDict) -> list[VideoRecord]:
-  """The records with `flow_path` set: `data.flow_template`, or GOCA's videos/ -> videos_flow/ rule."""
-  template = data.get("flow_template", "")
-  out = []
-  for r in records:
-    if template:
-      flow = annotations.resolve_path(r.name, data.root or None, template)
-    else:
-      try:
-        flow = flow_lib.flow_path_for(r.path)
-      except ValueError as e:
-        raise ConfigError(f"{e}; set config.data.flow_template") from None
-    out.append(dataclasses.replace(r, flow_path=flow))
-  return out
 
 
 def missing_flow(records: list[VideoRecord]) -> list[VideoRecord]:
@@ -130,20 +176,21 @@ def ucf101(data: ml_collections.ConfigDict) -> DatasetSplits:
   root = _require_root(data, "UCF-101")
   k = int(data.split)
   if data.format == "ctp":
-    template = data.path_template or "zips/{name}.zip"
-    train = annotations.load_annotations(_ctp_annotation(root, "train", k, data), root, path_template=template)
-    test = annotations.load_annotations(_ctp_annotation(root, "test", k, data), root, path_template=template)
     class_index = os.path.join(root, "annotations", "classInd.txt")
     names = annotations.read_class_index(class_index) if os.path.exists(class_index) else None
-    return DatasetSplits(train, test, _class_names_from(train + test, names), root)
+    layout = make_layout(data, root, "zips/{name}.zip", class_dirs=names or ())
+    train = layout.read(_ctp_annotation(root, "train", k, data))
+    test = layout.read(_ctp_annotation(root, "test", k, data))
+    return DatasetSplits(train, test, _class_names_from(train + test, names), root, layout)
   lists = os.path.join(root, "ucfTrainTestlist")
   class_index = _require_file(os.path.join(lists, "classInd.txt"), "config.data.root")
-  template = data.path_template or "UCF-101/{name}{ext}"
-  train = annotations.read_ucf101_split(_require_file(os.path.join(lists, f"trainlist0{k}.txt"), "config.data.split"),
-                                        class_index, root, path_template=template)
-  test = annotations.read_ucf101_split(_require_file(os.path.join(lists, f"testlist0{k}.txt"), "config.data.split"),
-                                       class_index, root, path_template=template)
-  return DatasetSplits(train, test, annotations.read_class_index(class_index), root)
+  names = annotations.read_class_index(class_index)
+  layout = make_layout(data, root, "UCF-101/{name}{ext}", default_ext=".avi", class_dirs=names)
+  train = layout.read(_require_file(os.path.join(lists, f"trainlist0{k}.txt"), "config.data.split"), "ucf101",
+                      class_index=class_index)
+  test = layout.read(_require_file(os.path.join(lists, f"testlist0{k}.txt"), "config.data.split"), "ucf101",
+                     class_index=class_index)
+  return DatasetSplits(train, test, names, root, layout)
 
 
 @DATA_SOURCES.register("hmdb51")
@@ -151,15 +198,16 @@ def hmdb51(data: ml_collections.ConfigDict) -> DatasetSplits:
   root = _require_root(data, "HMDB-51")
   k = int(data.split)
   if data.format == "ctp":
-    template = data.path_template or "zips/{name}.zip"
-    train = annotations.load_annotations(_ctp_annotation(root, "train", k, data), root, path_template=template)
-    test = annotations.load_annotations(_ctp_annotation(root, "test", k, data), root, path_template=template)
-    return DatasetSplits(train, test, _class_names_from(train + test), root)
+    layout = make_layout(data, root, "zips/{name}.zip")
+    train = layout.read(_ctp_annotation(root, "train", k, data))
+    test = layout.read(_ctp_annotation(root, "test", k, data))
+    return DatasetSplits(train, test, _class_names_from(train + test), root, layout)
   splits_dir = _require_file(os.path.join(root, "testTrainMulti_7030_splits"), "config.data.root")
-  template = data.path_template or "videos/{class_name}/{name}{ext}"
-  train = annotations.read_hmdb51_split(splits_dir, k, "train", root, path_template=template)
-  test = annotations.read_hmdb51_split(splits_dir, k, "test", root, path_template=template)
-  return DatasetSplits(train, test, annotations.hmdb51_class_names(splits_dir), root)
+  names = annotations.hmdb51_class_names(splits_dir)
+  layout = make_layout(data, root, "videos/{class_name}/{name}{ext}", default_ext=".avi", class_dirs=names)
+  train = layout.read(splits_dir, "hmdb51", split=k, subset="train")
+  test = layout.read(splits_dir, "hmdb51", split=k, subset="test")
+  return DatasetSplits(train, test, names, root, layout)
 
 
 @DATA_SOURCES.register("kinetics400")
@@ -167,21 +215,23 @@ def kinetics400(data: ml_collections.ConfigDict) -> DatasetSplits:
   root = _require_root(data, "Kinetics-400")
   ann = os.path.join(root, "annotations")
   if data.format == "ctp":
-    template = data.path_template or "{name}/RGB_frames.zip"
-    train = annotations.load_annotations(_require_file(data.train_annotations or os.path.join(ann, "train.json"),
-                                                       "config.data.train_annotations"), root, path_template=template)
-    test = annotations.load_annotations(_require_file(data.test_annotations or os.path.join(ann, "val.json"),
-                                                      "config.data.test_annotations"), root, path_template=template)
     class_index = os.path.join(ann, "classInd.txt")
     names = annotations.read_class_index(class_index) if os.path.exists(class_index) else None
-    return DatasetSplits(train, test, _class_names_from(train + test, names), root)
-  template = data.path_template or "videos/{name}.mp4"
+    layout = make_layout(data, root, "{name}/RGB_frames.zip",
+                         class_dirs=[annotations.kinetics_class_dir(n) for n in names or ()])
+    train = layout.read(_require_file(data.train_annotations or os.path.join(ann, "train.json"),
+                                      "config.data.train_annotations"))
+    test = layout.read(_require_file(data.test_annotations or os.path.join(ann, "val.json"),
+                                     "config.data.test_annotations"))
+    return DatasetSplits(train, test, _class_names_from(train + test, names), root, layout)
   train_csv = _require_file(data.train_annotations or os.path.join(ann, "train.csv"), "config.data.train_annotations")
   test_csv = _require_file(data.test_annotations or os.path.join(ann, "validate.csv"), "config.data.test_annotations")
   _, class_names, _ = annotations.parse_kinetics_csv(train_csv)
-  train = annotations.read_kinetics_csv(train_csv, root, path_template=template, class_index=class_names)
-  test = annotations.read_kinetics_csv(test_csv, root, path_template=template, class_index=class_names)
-  return DatasetSplits(train, test, list(class_names), root)
+  layout = make_layout(data, root, "videos/{name}.mp4",
+                       class_dirs=[annotations.kinetics_class_dir(n) for n in class_names])
+  train = layout.read(train_csv, "kinetics_csv", class_index=class_names)
+  test = layout.read(test_csv, "kinetics_csv", class_index=class_names)
+  return DatasetSplits(train, test, list(class_names), root, layout)
 
 
 @DATA_SOURCES.register("json")
@@ -190,14 +240,15 @@ def generic(data: ml_collections.ConfigDict) -> DatasetSplits:
   if not data.train_annotations:
     raise ConfigError("config.data.train_annotations is not set (source=json needs annotation files); "
                       "or try the demo first (--config=configs/<recipe>.py:demo)")
-  template = data.path_template or None
-  train = annotations.load_annotations(_require_file(data.train_annotations, "config.data.train_annotations"), root,
-                                       path_template=template)
+  # No template given: each format's own default (annotations.load_annotations), as before the Layout.
+  train_path = _require_file(data.train_annotations, "config.data.train_annotations")
+  fmt = annotations.detect_format(train_path)
+  layout = make_layout(data, root, {"ucf101": "{name}{ext}", "hmdb51": "{class_name}/{name}{ext}"}.get(fmt, "{name}"))
+  train = layout.read(train_path)
   test = []
   if data.test_annotations:
-    test = annotations.load_annotations(_require_file(data.test_annotations, "config.data.test_annotations"), root,
-                                        path_template=template)
-  return DatasetSplits(train, test, _class_names_from(train + test), root or "")
+    test = layout.read(_require_file(data.test_annotations, "config.data.test_annotations"))
+  return DatasetSplits(train, test, _class_names_from(train + test), root or "", layout)
 
 
 def synthetic_cache_dir(data: ml_collections.ConfigDict) -> str:
@@ -212,8 +263,8 @@ def synthetic_videos(data: ml_collections.ConfigDict) -> DatasetSplits:
   root = synthetic_cache_dir(data)
   synthetic.ensure_dataset(root, data.get("synthetic_preset", "demo"), progress=True)
   ann = os.path.join(root, "annotations")
-  template = data.path_template or "videos/{name}.mp4"
-  train = annotations.load_annotations(os.path.join(ann, "train.json"), root, path_template=template)
-  test = annotations.load_annotations(os.path.join(ann, "test.json"), root, path_template=template)
   names = annotations.read_class_index(os.path.join(ann, "classInd.txt"))
-  return DatasetSplits(train, test, names, root)
+  layout = make_layout(data, root, synthetic.PATH_TEMPLATE, class_dirs=names)
+  train = layout.read(os.path.join(ann, "train.json"))
+  test = layout.read(os.path.join(ann, "test.json"))
+  return DatasetSplits(train, test, names, root, layout)

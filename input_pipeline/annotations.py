@@ -521,8 +521,13 @@ class AnnotationSource:
 
 def load_annotation_source(path, data_root=None, fmt: str = "auto", path_template: str | None = None,
                            flow_template: str | None = None, class_index=None, split: int = 1,
-                           subset: str = "train") -> AnnotationSource:
-  """Reads any supported annotation file; see ``load_annotations`` for the arguments."""
+                           subset: str = "train", make_record=None) -> AnnotationSource:
+  """Reads any supported annotation file; see ``load_annotations`` for the arguments.
+
+  ``make_record(name, label, **fields) -> VideoRecord`` (fields: ``ext``, ``class_name`` when the format knows them)
+  replaces the ``data_root`` / ``path_template`` / ``flow_template`` resolution, e.g. a data source's
+  ``fedvssl_jax.datasets.Layout.record``, so every file of a dataset resolves names the same way.
+  """
   fmt = detect_format(path) if fmt == "auto" else fmt
   if fmt == "csv":
     fmt = "kinetics_csv"
@@ -530,7 +535,8 @@ def load_annotation_source(path, data_root=None, fmt: str = "auto", path_templat
     raise ValueError(f"unknown annotation format {fmt!r}; known: auto, {', '.join(FORMATS)}")
   defaults = {"ucf101": "{name}{ext}", "hmdb51": "{class_name}/{name}{ext}"}
   template = path_template if path_template is not None else defaults.get(fmt, "{name}")
-  mk = lambda name, label, **fields: _make_record(name, label, data_root, template, flow_template, **fields)
+  mk = make_record or (lambda name, label, **fields: _make_record(name, label, data_root, template, flow_template,
+                                                                  **fields))
   spath = os.fspath(path)
   if fmt == "json":
     items = parse_json_list(path)
@@ -589,8 +595,8 @@ def write_annotation_subset(source: AnnotationSource, keep: Sequence[bool], out_
 
 
 def load_annotations(path, data_root=None, fmt: str = "auto", path_template: str | None = None,
-                     flow_template: str | None = None, class_index=None, split: int = 1, subset: str = "train"
-                     ) -> list[VideoRecord]:
+                     flow_template: str | None = None, class_index=None, split: int = 1, subset: str = "train",
+                     make_record=None) -> list[VideoRecord]:
   """Reads any supported annotation file.
 
   Args:
@@ -603,9 +609,11 @@ def load_annotations(path, data_root=None, fmt: str = "auto", path_template: str
     class_index: classInd.txt path / list of class names (UCF-101: required, default ``classInd.txt`` next to the list;
       Kinetics: optional label order; HMDB-51: optional class order).
     split, subset: HMDB-51 split selection.
+    make_record: optional ``(name, label, **fields) -> VideoRecord`` used instead of data_root / templates (see
+      ``load_annotation_source``).
   """
   return load_annotation_source(path, data_root, fmt, path_template, flow_template, class_index, split,
-                                subset).records
+                                subset, make_record).records
 
 
 def class_counts(records: Iterable[VideoRecord]) -> dict[int, int]:

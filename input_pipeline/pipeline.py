@@ -442,9 +442,10 @@ def iterator_restore_args(it):
 class SupervisedTrainBuilder:
   """Fine-tuning / supervised training examples: one clip per video, fixed stride, random start.
 
-  Defaults follow CtP fine-tuning: 16 frames at stride 2, short side in {112, 128, 144}, 112 crop, flip p=0.35,
-  brightness/contrast/saturation/hue jitter with p=0.2 (CtP's brightness +-32, contrast +-0.2 and HSV ops, mapped to
-  torchvision-style factors: (32/255, 0.2, 0.1, 0.067)).
+  Defaults: 16 frames at stride 2, short side in {112, 128, 144}, 112 crop, flip p=0.35, torchvision-style
+  brightness/contrast/saturation/hue jitter with p=0.2 (CtP's ops mapped to ColorJitter factors: (32/255, 0.2, 0.1,
+  0.067)). CtP's own fine-tuning augmentation: `scales_wh=transforms.CTP_SCALES_WH` (resize to a (w, h) pair instead
+  of a short side) and `ctp_color=transforms.CTP_COLOR` (its three independent colour ops instead of the jitter).
 
   Output: {"video": float32 [clip_len, crop, crop, 3] (ImageNet-normalized), "label": int32}.
   """
@@ -453,7 +454,10 @@ class SupervisedTrainBuilder:
                crop_size: int = 112, flip_p: float = 0.35,
                jitter: tuple[float, float, float, float, float] | None = (32 / 255, 0.2, 0.1, 0.067, 0.2),
                short_side_range: tuple[int, int] | None = None, grayscale_p: float = 0.0,
-               min_frames: int | None = None):
+               min_frames: int | None = None, scales_wh: Sequence[Sequence[int]] | None = None,
+               ctp_color: Sequence[float] | None = None):
+    self.scales_wh = tuple(tuple(int(v) for v in wh) for wh in scales_wh) if scales_wh else None
+    self.ctp_color = tuple(float(v) for v in ctp_color) if ctp_color else None
     self.clip_len = int(clip_len)
     self.stride = int(stride)
     self.short_side_sizes = tuple(short_side_sizes) if short_side_sizes is not None else None
@@ -471,7 +475,8 @@ class SupervisedTrainBuilder:
     clip = reader.read(idx)
     video = transforms.train_clip_augment(
         clip, rng, short_side_sizes=self.short_side_sizes, short_side_range=self.short_side_range,
-        crop_size=self.crop_size, flip_p=self.flip_p, jitter=self.jitter, grayscale_p=self.grayscale_p)
+        crop_size=self.crop_size, flip_p=self.flip_p, jitter=self.jitter, grayscale_p=self.grayscale_p,
+        scales_wh=self.scales_wh, ctp_color=self.ctp_color)
     return {"video": video, "label": np.int32(record["label"])}
 
 
@@ -483,7 +488,9 @@ class MultiViewTestBuilder:
   """
 
   def __init__(self, clip_len: int = 16, stride: int = 2, num_clips: int = 10, short_side: int = 128,
-               crop_size: int = 112, three_crop: bool = True, with_flow: bool = False):
+               crop_size: int = 112, three_crop: bool = True, with_flow: bool = False,
+               resize_wh: Sequence[int] | None = None):
+    self.resize_wh = tuple(int(v) for v in resize_wh) if resize_wh else None  # (w, h) instead of a short side
     self.clip_len = int(clip_len)
     self.stride = int(stride)
     self.num_clips = int(num_clips)
@@ -500,7 +507,7 @@ class MultiViewTestBuilder:
   def _views(self, frames: np.ndarray) -> np.ndarray:
     clips = frames.reshape((self.num_clips, self.clip_len) + frames.shape[1:])
     views = [transforms.test_clip_views(c, short_side=self.short_side, crop_size=self.crop_size,
-                                        three_crop=self.three_crop) for c in clips]
+                                        three_crop=self.three_crop, resize_wh=self.resize_wh) for c in clips]
     return np.concatenate(views, axis=0)
 
   def build(self, reader, record, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -12,10 +12,11 @@ The rules follow the original code bases (see docs/design.md and the reference n
 - `goca_multicrop_indices`: GOCA `get_clips_idx` (sampling strategy 1, random start, minimum start distance).
 - `uniform_test_indices`: CtP `UniformFrameSampler` (10-clip testing).
 
-Short videos: the CtP samplers have a documented fallback in the original code (start at frame 0 and clamp every
-index to the last frame, so the clip repeats its last frame) and implement it; they raise `ValueError` only for
-`num_frames < 1`. The GOCA sampler adapts its stride and needs `num_frames >= clip_lens[0]`. Builders that want
-to reject short videos instead declare `min_frames` (see `input_pipeline.pipeline`).
+Short videos: CtP's samplers start at frame 0 and clamp every index to the last frame when a clip does not fit (the
+clip repeats its last frame). `consecutive_indices` and the test sampler do the same; `random_stride_indices` departs
+from it on purpose (its docstring says how). They raise `ValueError` only for `num_frames < 1`. The GOCA sampler
+adapts its stride and needs `num_frames >= clip_lens[0]`. Builders that want to reject short videos instead declare
+`min_frames` (see `input_pipeline.pipeline`).
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def random_stride_indices(num_frames: int, clip_len: int, strides: Sequence[int]
   Then `start ~ U{0 .. num_frames - (clip_len - 1) * s - 1}`, each frame gets a jitter `j_i ~ U{0 .. s - 1}` (when
   `temporal_jitter` and `s > 1`) and `idx_i = min(start + i * s + j_i, num_frames - 1)`.
 
-  Fallback (as in CtP): a video shorter than `clip_len` frames starts at 0 with stride 1 and indices clamped to the
-  last frame.
+  Short videos differ from CtP's `RandomFrameSampler`, which draws the stride from *all* strides
+  (`random.choice(strides)`) and, when `(clip_len - 1) * s + 1 >= num_frames`, starts at frame 0 and clamps the
+  indices to the last frame (the clip ends in repeated last frames, more of them the larger the stride). Here the
+  stride is drawn only from the strides that fit, shrinking as above when none does, so a clip never repeats frames
+  while a smaller stride would fit; a video shorter than `clip_len` frames gets stride 1 from frame 0, clamped (the
+  one case where both agree in kind). Videos long enough for every stride (K400's ~250-frame clips vs a span of 76
+  frames for 16 frames at stride 5) are sampled with the same distribution as CtP's.
 
   Args:
     num_frames: frames in the video (>= 1).

@@ -289,6 +289,59 @@ def color_jitter(clip: np.ndarray, brightness: float, contrast: float, saturatio
   return np.round(x).astype(np.uint8)
 
 
+# CtP's fine-tuning colour ops (`RandomBrightness`, `RandomContrast`, `RandomHueSaturation` of its recognizer configs):
+# (brightness delta in 0..255 units, contrast log-factor delta, hue delta in OpenCV 8-bit hue units (2 degrees),
+# saturation log-factor delta, probability of each op).
+CTP_COLOR = (32.0, 0.2, 12.0, 0.1, 0.2)
+# CtP's fine-tuning scales: the clip is resized to one of these (width, height) pairs (aspect ratio not kept); its
+# test views are resized to (171, 128) and centre-cropped to 112.
+CTP_SCALES_WH = ((149, 112), (171, 128), (192, 144))
+CTP_TEST_WH = (171, 128)
+
+
+def ctp_color_augment(clip: np.ndarray, rng: np.random.Generator,
+                      params: Sequence[float] = CTP_COLOR) -> np.ndarray:
+  """CtP's fine-tuning colour augmentation: three independent ops on the whole clip, each applied with probability p.
+
+  In CtP's order, values clamped to [0, 255] after each op:
+    brightness: x + d, d ~ U(-b, b) (b = 32);
+    contrast: x * exp(c), c ~ U(-0.2, 0.2);
+    hue / saturation (HSV): hue + h, h ~ U(-12, 12) OpenCV 8-bit hue units (2 degrees each, wrapping), saturation
+      x exp(s), s ~ U(-0.1, 0.1).
+  Every value is drawn whether or not its op runs, so the number of draws is fixed.
+
+  Args:
+    clip: uint8 [T, H, W, 3] RGB.
+    params: (b, c, h, s, p), default `CTP_COLOR`.
+
+  Returns:
+    uint8 [T, H, W, 3].
+  """
+  clip = _check_clip(clip)
+  if clip.shape[-1] != 3:
+    raise ValueError(f"ctp_color_augment expects 3-channel RGB clips, got shape {clip.shape}")
+  b, c, h, sat, p = (float(v) for v in params)
+  apply = rng.random(3) < p
+  delta = rng.uniform(-b, b)
+  contrast = np.exp(rng.uniform(-c, c))
+  hue = rng.uniform(-h, h)
+  saturation = np.exp(rng.uniform(-sat, sat))
+  if not apply.any():
+    return clip
+  x = clip.astype(np.float32)
+  if apply[0]:
+    x = np.clip(x + np.float32(delta), 0.0, 255.0)
+  if apply[1]:
+    x = np.clip(x * np.float32(contrast), 0.0, 255.0)
+  if apply[2]:
+    t, hh, w, _ = x.shape
+    hsv = cv2.cvtColor(np.ascontiguousarray((x / 255.0).reshape(t * hh, w, 3), dtype=np.float32), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(hue * 2.0), 360.0)  # float HSV hue is in degrees
+    hsv[..., 1] = np.clip(hsv[..., 1] * np.float32(saturation), 0.0, 1.0)
+    x = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(t, hh, w, 3) * 255.0, 0.0, 255.0)
+  return np.round(x).astype(np.uint8)
+
+
 def random_grayscale(clip: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
   """With probability `p` turns the whole clip to 3-channel grayscale (torchvision luma weights). uint8 in/out."""
   clip = _check_clip(clip)
@@ -313,13 +366,16 @@ def train_clip_augment(clip: np.ndarray, rng: np.random.Generator, *,
                        crop_size: int = 112, flip_p: float = 0.5,
                        jitter: tuple[float, float, float, float, float] | None = None,
                        grayscale_p: float = 0.0, is_flow: bool = False,
-                       mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+                       mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                       scales_wh: Sequence[Sequence[int]] | None = None,
+                       ctp_color: Sequence[float] | None = None) -> np.ndarray:
   """Training augmentation of one clip, every parameter drawn once per clip.
 
-  Chain: random short-side resize (`short_side_sizes` to choose from, or an inclusive `short_side_range`; neither =
-  no resize) -> random `crop_size` crop -> horizontal flip with `flip_p` (flow: `flow_hflip`) -> colour jitter
-  `jitter = (brightness, contrast, saturation, hue, p)` -> random grayscale with `grayscale_p` -> normalize.
-  Flow (`is_flow=True`) skips jitter and grayscale.
+  Chain: resize (`scales_wh`: to one of these (width, height) pairs, CtP's fine-tuning GroupScale; else a random
+  short side from `short_side_sizes` or an inclusive `short_side_range`; none = no resize) -> random `crop_size` crop
+  -> horizontal flip with `flip_p` (flow: `flow_hflip`) -> colour: `ctp_color` (`ctp_color_augment`'s (b, c, h, s,
+  p)) or torchvision-style jitter `jitter = (brightness, contrast, saturation, hue, p)` -> random grayscale with
+  `grayscale_p` -> normalize. Flow (`is_flow=True`) skips the colour ops and grayscale.
 
   Args:
     clip: uint8 [T, H, W, 3].
@@ -329,12 +385,16 @@ def train_clip_augment(clip: np.ndarray, rng: np.random.Generator, *,
     float32 [T, crop_size, crop_size, 3], normalized with `mean`/`std`.
   """
   clip = _check_clip(clip)
-  if short_side_sizes is not None or short_side_range is not None:
+  if scales_wh:
+    clip = resize(clip, scales_wh[int(rng.integers(len(scales_wh)))])
+  elif short_side_sizes is not None or short_side_range is not None:
     clip = random_short_side_resize(clip, short_side_sizes, rng, range_=short_side_range)
   clip = random_crop(clip, crop_size, rng)
   clip = random_hflip(clip, flip_p, rng, is_flow=is_flow)
   if not is_flow:
-    if jitter is not None:
+    if ctp_color is not None:
+      clip = ctp_color_augment(clip, rng, ctp_color)
+    elif jitter is not None:
       b, c, s, h, p = jitter
       clip = color_jitter(clip, b, c, s, h, rng, p=p)
     if grayscale_p > 0:
@@ -343,16 +403,19 @@ def train_clip_augment(clip: np.ndarray, rng: np.random.Generator, *,
 
 
 def test_clip_views(clip: np.ndarray, *, short_side: int, crop_size: int, three_crop: bool = True,
-                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-  """Deterministic test views of one clip: short-side resize, then three crops or one centre crop, normalized.
+                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                    resize_wh: Sequence[int] | None = None) -> np.ndarray:
+  """Deterministic test views of one clip: resize (to `resize_wh` = (width, height) when given, else the short side to
+  `short_side`), then three crops or one centre crop, normalized.
 
-  CtP testing: `short_side=128, crop_size=112, three_crop=False`. GOCA kNN: `short_side=crop_size, three_crop=True`.
+  CtP fine-tuning tests: `resize_wh=(171, 128), crop_size=112, three_crop=False`. GOCA kNN: `short_side=crop_size,
+  three_crop=True`.
   The same function serves flow clips (no colour ops are involved).
 
   Returns:
     float32 [n_views, T, crop_size, crop_size, 3], n_views = 3 or 1.
   """
-  clip = resize_short_side(_check_clip(clip), short_side)
+  clip = resize(_check_clip(clip), resize_wh) if resize_wh else resize_short_side(_check_clip(clip), short_side)
   if three_crop:
     views = three_crops(clip, crop_size)
   else:

@@ -5,10 +5,15 @@ deployment). At the end the ServerApp exports the final global model's backbone 
 the local trainer's `export` (`TaskSpec.export`): `<workdir>/export/backbone`, for GOCA also `export/flow_backbone`.
 This runner then, when `config.knn.enabled`, evaluates kNN retrieval of the exported backbone(s) against the same
 backbone at random initialisation. Results: `<workdir>/results.json` (+ plots).
+
+Clients read FedVSSL `client_dist{k}.json` files: `config.federated.partitions.dir`, or, without it, the files this
+runner writes to `<workdir>/partitions/` from the train split with `partitions.scheme` (`local.partition_split`).
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from typing import Any
 
 import ml_collections
@@ -16,6 +21,30 @@ import ml_collections
 from fedvssl_jax import datasets
 from fedvssl_jax.evaluation import reporting
 from fedvssl_jax.train import mesh as mesh_lib
+
+
+def _with_partition_files(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits, workdir: str
+                          ) -> ml_collections.ConfigDict:
+  """Without `federated.partitions.dir`: writes the clients of `partitions.scheme` (`local.partition_split`) as
+  `<workdir>/partitions/client_dist{k}.json` + `partition_summary.json` and returns a config reading them; logs the
+  choice either way (printed: the default log level shows warnings only)."""
+  from fedvssl_jax.train import local
+
+  part = config.federated.partitions
+  if part.get("dir"):
+    print(f"federated clients: client_dist{{1..{config.federated.num_clients}}}.json of "
+          f"config.federated.partitions.dir={part.dir}", flush=True)
+    return config
+  out = os.path.join(os.path.abspath(workdir), "partitions")
+  stats = local.write_partition_files(config, splits, out)
+  seed = "FedVSSL's fixed seeds" if part.scheme == "fedvssl-noniid" else f"seed {stats['seed']}"
+  print(f"federated clients: no config.federated.partitions.dir, so partitions.scheme={part.scheme} ({seed}) split "
+        f"the {stats['source']}: {stats['num_clients']} clients of {stats['min_size']}-{stats['max_size']} videos, "
+        f"at most {max(stats['classes_per_client'])} classes each, written to {out}/client_dist{{k}}.json",
+        flush=True)
+  config = copy.deepcopy(config)
+  config.federated.partitions.dir = out
+  return config
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -30,6 +59,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     goca_trainer.ensure_flow(config, splits)
     goca_trainer.load_or_make_prototypes(config)
+  config = _with_partition_files(config, splits, workdir)
   fed = simulation.run_simulation(config, workdir)
   results: dict[str, Any] = {"federated": {k: fed[k] for k in ("rounds", "resumed_from", "final_global",
                                                                "final_global_loss") if k in fed}}

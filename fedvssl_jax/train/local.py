@@ -9,8 +9,12 @@ What crosses the wire is `nnx.Param` + `nnx.BatchStat` of the whole model as a f
 
 Client data (`config.federated.partitions`):
   dir: a folder of FedVSSL-format `client_dist{k}.json` files (client id p reads `client_dist{p+1}.json`; the
-       published K400 splits or `scripts/partition_clients.py` output), paths resolved like the run's data; or
-  scheme: iid | by-class | dirichlet | fedvssl-noniid, applied to the run's train split with `seed` (and `alpha`).
+       published K400 splits or `scripts/partition_clients.py` output), names resolved by the data source's own
+       `datasets.Layout` (e.g. `{name}/RGB_frames.zip` for CtP-format Kinetics, `videos/{name}.mp4` for the official
+       layout), so a client's record of a video is the record the centralised run makes; or
+  scheme: fedvssl-noniid | iid | by-class | dirichlet, applied to the run's train split (`partition_split`); the
+       federated runner writes these clients as `client_dist{k}.json` files into `<workdir>/partitions/` and points
+       `partitions.dir` at them, so a run records which videos each client trained on.
 """
 
 from __future__ import annotations
@@ -86,15 +90,46 @@ def client_records(config: ml_collections.ConfigDict, splits: datasets.DatasetSp
     path = os.path.join(part.dir, f"client_dist{partition_id + 1}.json")
     if not os.path.exists(path):
       raise ConfigError(f"{path} not found (config.federated.partitions.dir)")
-    template = config.data.path_template or "{name}"
-    records = annotations.load_annotations(path, splits.root or None, path_template=template)
-    if config.data.get("with_flow", False):
-      records = datasets.with_flow_paths(records, config.data)
-    return records
+    return splits.read(path)  # the data source's own resolution (datasets.Layout): the records a central run makes
+  return partition_split(config, splits)[partition_id]
+
+
+def partition_split(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits
+                    ) -> list[list[annotations.VideoRecord]]:
+  """Every client's training videos: `config.federated.partitions.scheme` applied to the run's train split.
+
+  Keys of `config.federated.partitions`: `scheme` (iid | fedvssl-noniid | by-class | dirichlet), `seed` (iid: 7 as
+  FedVSSL's `kinetics_json_splitter.py`; fedvssl-noniid uses its published fixed seeds), `alpha` (dirichlet),
+  `classes_per_side` (fedvssl-noniid; <= 0: the largest c <= 4 the label space allows, 4 for 100 K400 clients). The
+  fedvssl-noniid label space is the dataset's class list (absent classes count 0, as in `k400_non_iid.py`).
+  """
   from input_pipeline import partition
 
-  return partition.partition_records(splits.train, part.scheme, num_clients, seed=int(part.get("seed", 0)),
-                                     alpha=float(part.get("alpha", 0.5)))[partition_id]
+  part = config.federated.partitions
+  kwargs = {}
+  if part.scheme == "fedvssl-noniid":
+    cps = int(part.get("classes_per_side", 0) or 0)
+    kwargs = {"classes_per_side": cps if cps > 0 else None, "num_classes": splits.num_classes or None}
+  try:
+    return partition.partition_records(splits.train, part.scheme, int(config.federated.num_clients),
+                                       seed=int(part.get("seed", 7)), alpha=float(part.get("alpha", 0.5)), **kwargs)
+  except ValueError as e:
+    raise ConfigError(f"config.federated.partitions (scheme={part.scheme}): {e}") from None
+
+
+def write_partition_files(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits, out_dir: str
+                          ) -> dict[str, Any]:
+  """Writes `partition_split`'s clients as FedVSSL `client_dist{k}.json` files (k = 1..N) and a
+  `partition_summary.json` (sizes, classes per client) into `out_dir`; returns the summary."""
+  from input_pipeline import partition
+
+  clients = [annotations.file_entries(c) for c in partition_split(config, splits)]
+  partition.write_partitions(clients, out_dir)
+  part = config.federated.partitions
+  stats = dict(partition.partition_stats(clients), scheme=part.scheme, seed=int(part.get("seed", 7)),
+               source=f"{config.data.source} train split ({len(splits.train)} videos)")
+  partition.write_stats(stats, os.path.join(out_dir, "partition_summary.json"))
+  return stats
 
 
 @dataclasses.dataclass

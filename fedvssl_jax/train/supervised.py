@@ -20,6 +20,7 @@ from absl import logging
 from flax import nnx
 
 from fedvssl_jax import datasets
+from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.evaluation import classification, reporting
 from fedvssl_jax.models import export, pretrained
 from fedvssl_jax.models.classifier import VideoClassifier
@@ -62,16 +63,27 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int,
   return model, config.model.arch, kwargs
 
 
+# config.train.augment: "ctp" = CtP's fine-tuning augmentation (train.scales_wh (w, h) resize + train.ctp_color's three
+# colour ops); "colorjitter" = random short side (train.short_side_sizes) + torchvision-style jitter (train.jitter).
+AUGMENTS = ("ctp", "colorjitter")
+
+
 def make_builders(config: ml_collections.ConfigDict):
-  """The training and test clip builders of `config.train` / `config.test`."""
+  """The training and test clip builders of `config.train` / `config.test` (`config.train.augment`: `AUGMENTS`;
+  `config.test.resize_wh` (w, h) replaces `test.short_side` when set)."""
   t = config.train
+  augment = t.get("augment", "colorjitter")
+  if augment not in AUGMENTS:
+    raise ConfigError(f"config.train.augment={augment!r}: expected one of {', '.join(AUGMENTS)}")
+  ctp = augment == "ctp"
   train_builder = pipeline.SupervisedTrainBuilder(
       clip_len=t.clip_len, stride=t.stride, short_side_sizes=tuple(t.short_side_sizes), crop_size=t.crop_size,
-      flip_p=t.flip_p, jitter=tuple(t.jitter) if t.jitter else None)
+      flip_p=t.flip_p, jitter=tuple(t.jitter) if t.jitter and not ctp else None,
+      scales_wh=[tuple(wh) for wh in t.scales_wh] if ctp else None, ctp_color=tuple(t.ctp_color) if ctp else None)
   e = config.test
   test_builder = pipeline.MultiViewTestBuilder(
       clip_len=e.clip_len, stride=e.stride, num_clips=e.num_clips, short_side=e.short_side, crop_size=e.crop_size,
-      three_crop=e.three_crop)
+      three_crop=e.three_crop, resize_wh=tuple(e.resize_wh) if e.get("resize_wh") else None)
   return train_builder, test_builder
 
 
