@@ -97,6 +97,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
+    _first_collective()
     return "flags"
   cluster = detect_cluster()
   if cluster is None:
@@ -104,7 +105,27 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   import jax
 
   jax.distributed.initialize()
+  _first_collective()
   return cluster
+
+
+def _first_collective() -> None:
+  """One collective over all devices while the processes are in step (they just met in `initialize`).
+
+  JAX's CPU (gloo) collectives set up their communicator on first use and give up when the processes arrive more
+  than 30 s apart, as they do when one compiles the first train step much more slowly; later programs over the same
+  devices reuse it. (`sync` is not enough: it may meet at a coordination-service barrier, not on the devices.)
+  """
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+  mesh = Mesh(np.asarray(jax.devices()), ("all",))
+  ones = jax.make_array_from_process_local_data(NamedSharding(mesh, P("all")),
+                                                np.ones(jax.local_device_count(), np.float32))
+  total = jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, P()))(ones)
+  if int(total) != jax.device_count():
+    raise RuntimeError(f"first collective over {jax.device_count()} devices returned {int(total)}")
 
 
 def is_primary() -> bool:
