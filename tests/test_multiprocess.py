@@ -142,3 +142,32 @@ def test_partial_distributed_flags_are_one_line_errors(tmp_path):
                         env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith("error: --num_processes given without --coordinator_address")
+
+
+def test_cluster_detection_and_flag_checks(monkeypatch):
+  from fedvssl_jax.train import distributed
+
+  for var in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
+              "OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES"):
+    monkeypatch.delenv(var, raising=False)
+  assert distributed.detect_cluster() is None
+  assert distributed.initialize() is None and distributed.initialize(num_processes=1) is None
+  slurm = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="n[1-2]", SLURM_NTASKS="1", SLURM_PROCID="0", SLURM_LOCALID="0")
+  for k, v in slurm.items():
+    monkeypatch.setenv(k, v)
+  assert distributed.detect_cluster() is None  # a one-task job stays a plain run
+  monkeypatch.setenv("SLURM_NTASKS", "2")
+  assert distributed.detect_cluster() == "slurm"
+  for k in slurm:
+    monkeypatch.delenv(k)
+  monkeypatch.setenv("OMPI_MCA_orte_hnp_uri", "1.0;tcp://10.0.0.1:1")
+  monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+  assert distributed.detect_cluster() == "ompi"
+  monkeypatch.delenv("OMPI_MCA_orte_hnp_uri")
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1-w-0,t1-w-1")
+  assert distributed.detect_cluster() == "tpu"
+  with pytest.raises(distributed.DistributedError, match="--process_id=2 is not in"):
+    distributed.initialize("localhost:1234", 2, 2)
+  with pytest.raises(distributed.DistributedError, match="HOST:PORT"):
+    distributed.initialize("localhost", 2, 0)
+

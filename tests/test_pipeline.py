@@ -160,6 +160,16 @@ def test_process_split_rebuilds_the_single_process_global_batches(videos, num_ep
     pipeline.make_train_dataset(recs, _builder(), batch_size=2, seed=0, process_index=2, process_count=2)
 
 
+def test_eval_shards_padded_to_the_same_number_of_batches(videos):
+  """Multi-process feature extraction: shards of 5 records (3 and 2) both give 2 batches of 2."""
+  recs = videos["good"][:5]
+  valid = [[b["valid"].tolist() for b in pipeline.make_eval_dataset(recs, IndexBuilder(), batch_size=2, shard_index=k,
+                                                                     shard_count=2, num_batches=2)] for k in range(2)]
+  assert valid == [[[True, True], [True, False]], [[True, True], [False, False]]]
+  with pytest.raises(ValueError, match="num_batches=1 of 2 cannot hold"):
+    pipeline.make_eval_dataset(recs, IndexBuilder(), batch_size=2, num_batches=1)
+
+
 @pytest.mark.parametrize("shard_count", [3])
 def test_shards_only_see_their_records(videos, shard_count):
   recs = videos["good"]
