@@ -110,8 +110,14 @@ class DatasetSplits:
 
 
 def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
-  """Reads `config.data` into train/test records; a missing root or file is a `ConfigError` naming the key."""
-  splits = DATA_SOURCES.get(data.source)(data)
+  """Reads `config.data` into train/test records; a missing root or file is a `ConfigError` naming the key.
+
+  In a multi-process job process 0 reads (and makes the synthetic videos) first, then the others.
+  """
+  from fedvssl_jax.train import distributed
+
+  with distributed.primary_first(f"load_splits {data.source}"):
+    splits = DATA_SOURCES.get(data.source)(data)
   if not splits.train:
     raise ConfigError(f"config.data: the {data.source} train split under {splits.root!r} is empty")
   return splits

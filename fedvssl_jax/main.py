@@ -1,5 +1,8 @@
 """Entry point: `python -m fedvssl_jax.main --config=configs/<file>.py[:variant] --workdir=DIR`.
 
+Multi-process jobs (docs/scale_out.md): on a TPU VM slice, in a SLURM step or under `mpirun` every process runs the
+same command and JAX detects the job; elsewhere add `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`.
+
 All logic lives in the runner modules; this file only parses flags, sets up JAX and dispatches on `config.runner`.
 """
 
@@ -15,10 +18,21 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/<name>.py[:variant]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, exports and results.")
 flags.mark_flags_as_required(["config", "workdir"])
+# A multi-process job on a cluster JAX does not detect by itself (and the tests); see docs/scale_out.md.
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's JAX coordinator (multi-process jobs).")
+flags.DEFINE_integer("num_processes", None, "Number of processes of the multi-process job.")
+flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 
 
 def main(argv):
-  from fedvssl_jax import runners  # import after flag parsing: it pulls in JAX
+  from fedvssl_jax.train import distributed  # import after flag parsing: JAX is set up from the flags
+
+  try:
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  except distributed.DistributedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  from fedvssl_jax import runners
 
   # --verbosity given: keep that absl log level; else warnings only (`run_cli`).
   return runners.run_cli(FLAGS.config, os.path.abspath(FLAGS.workdir), quiet_logs=not FLAGS["verbosity"].present)

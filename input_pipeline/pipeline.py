@@ -357,8 +357,14 @@ def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
 def make_train_dataset(records, builder, *, batch_size: int, seed: int, num_workers: int = 0,
                        worker_buffer_size: int = 2, shard_index: int = 0, shard_count: int = 1,
                        num_epochs: int | None = None, drop_remainder: bool = True, read_threads: int = 2,
-                       prefetch_buffer_size: int = 4, max_attempts: int = 16) -> grain.IterDataset:
+                       prefetch_buffer_size: int = 4, max_attempts: int = 16, process_index: int = 0,
+                       process_count: int = 1) -> grain.IterDataset:
   """The training `IterDataset` of batched dicts.
+
+  Multi-process training passes `process_index` / `process_count` (not `shard_*`): all processes shuffle and augment
+  the same global stream, cut into batches of `batch_size` rows, and process p takes batches p, p + P, p + 2P, ...
+  So global batch g (the processes' g-th batches, concatenated in process order) is the same examples with the same
+  augmentation at any process count, and the processes decode disjoint examples.
 
   Args:
     records: list of `VideoRecord` or a source (`VideoRecordSource`, `shards.ArrayRecordVideoSource`).
@@ -367,11 +373,12 @@ def make_train_dataset(records, builder, *, batch_size: int, seed: int, num_work
     seed: seeds the per-epoch shuffle and every element's augmentation rng.
     num_workers: grain worker processes (0 = decode in this process's threads).
     worker_buffer_size: batches buffered per worker.
-    shard_index, shard_count: keep records `shard_index::shard_count` (multi-host: process index / count).
+    shard_index, shard_count: keep records `shard_index::shard_count` (a fixed split of the records).
     num_epochs: passes over the shard; None = forever.
     drop_remainder: drop the last incomplete batch of the (finite) stream.
     read_threads, prefetch_buffer_size: `grain.ReadOptions` per process (kept small for video).
     max_attempts: records tried per element before a RuntimeError.
+    process_index, process_count: this process's batches of the global stream (see above).
 
   Returns:
     `grain.IterDataset` of dicts of stacked numpy arrays: the builder's keys with a leading batch dim, plus
@@ -379,6 +386,8 @@ def make_train_dataset(records, builder, *, batch_size: int, seed: int, num_work
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"process_index must be in [0, process_count), got {process_index}, {process_count}")
   source = _SubsetSource(as_source(records), shard_index, shard_count)
   if len(source) == 0:
     raise ValueError(f"shard {shard_index} of {shard_count} has no records ({len(as_source(records))} in total)")
@@ -386,6 +395,10 @@ def make_train_dataset(records, builder, *, batch_size: int, seed: int, num_work
   ds = ds.repeat(num_epochs)
   ds = ds.random_map(BuildClip(builder, source, max_attempts=max_attempts))
   ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+  if process_count > 1:
+    if num_epochs is not None:  # every process must see the same number of batches
+      ds = ds.slice(slice(0, len(ds) - len(ds) % process_count))
+    ds = ds.slice(slice(int(process_index), None, int(process_count)))
   it_ds = ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer_size))
   if num_workers > 0:
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers),
@@ -395,8 +408,12 @@ def make_train_dataset(records, builder, *, batch_size: int, seed: int, num_work
 
 def make_eval_dataset(records, builder, *, batch_size: int, num_workers: int = 0, shard_index: int = 0,
                       shard_count: int = 1, seed: int = 0, read_threads: int = 2,
-                      prefetch_buffer_size: int = 4, max_attempts: int = 16) -> grain.IterDataset:
+                      prefetch_buffer_size: int = 4, max_attempts: int = 16,
+                      num_batches: int | None = None) -> grain.IterDataset:
   """One ordered pass over this shard's records, the last batch padded.
+
+  `num_batches` pads further, to that many batches (multi-process feature extraction: every process runs the same
+  number of steps although shard sizes differ by one).
 
   Returns:
     `grain.IterDataset` of batched dicts: the builder's keys plus "valid" bool [B] (False for padding and for bad
@@ -411,7 +428,12 @@ def make_eval_dataset(records, builder, *, batch_size: int, num_workers: int = 0
   n = len(source)
   if n == 0:
     raise ValueError(f"shard {shard_index} of {shard_count} has no records ({len(base)} in total)")
-  padded = _PaddedSource(source, -(-n // batch_size) * batch_size)
+  n_padded = -(-n // batch_size) * batch_size
+  if num_batches is not None:
+    if num_batches * batch_size < n_padded:
+      raise ValueError(f"num_batches={num_batches} of {batch_size} cannot hold the shard's {n} records")
+    n_padded = num_batches * batch_size
+  padded = _PaddedSource(source, n_padded)
   ds = grain.MapDataset.source(padded).seed(int(seed))
   ds = ds.random_map(BuildClip(builder, source, max_attempts=max_attempts, eval_mode=True))
   ds = ds.batch(int(batch_size), drop_remainder=True)

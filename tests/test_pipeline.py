@@ -143,6 +143,33 @@ def test_all_bad_raises(videos):
     _take(ds, 1)
 
 
+@pytest.mark.parametrize("num_epochs", [None, 2])
+def test_process_split_rebuilds_the_single_process_global_batches(videos, num_epochs):
+  """2 processes x 2 rows = the 1-process batches of 4 (same examples, same augmentation), disjoint per step."""
+  recs = videos["good"]
+  single = _take(pipeline.make_train_dataset(recs, _builder(), batch_size=4, seed=3, num_epochs=num_epochs), 4)
+  parts = [_take(pipeline.make_train_dataset(recs, _builder(), batch_size=2, seed=3, num_epochs=num_epochs,
+                                             process_index=p, process_count=2), 4) for p in range(2)]
+  joined = [{k: np.concatenate([parts[0][g][k], parts[1][g][k]]) for k in single[g]} for g in range(4)]
+  _assert_batches_equal(single, joined)
+  if num_epochs is not None:  # a finite stream: both processes stop after the same number of batches
+    counts = [len(list(pipeline.make_train_dataset(recs, _builder(), batch_size=2, seed=3, num_epochs=1,
+                                                   process_index=p, process_count=2))) for p in range(2)]
+    assert counts == [2, 2]
+  with pytest.raises(ValueError, match="process_index"):
+    pipeline.make_train_dataset(recs, _builder(), batch_size=2, seed=0, process_index=2, process_count=2)
+
+
+def test_eval_shards_padded_to_the_same_number_of_batches(videos):
+  """Multi-process feature extraction: shards of 5 records (3 and 2) both give 2 batches of 2."""
+  recs = videos["good"][:5]
+  valid = [[b["valid"].tolist() for b in pipeline.make_eval_dataset(recs, IndexBuilder(), batch_size=2, shard_index=k,
+                                                                     shard_count=2, num_batches=2)] for k in range(2)]
+  assert valid == [[[True, True], [True, False]], [[True, True], [False, False]]]
+  with pytest.raises(ValueError, match="num_batches=1 of 2 cannot hold"):
+    pipeline.make_eval_dataset(recs, IndexBuilder(), batch_size=2, num_batches=1)
+
+
 @pytest.mark.parametrize("shard_count", [3])
 def test_shards_only_see_their_records(videos, shard_count):
   recs = videos["good"]

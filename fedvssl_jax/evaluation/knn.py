@@ -81,30 +81,38 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
     records: the videos.
     builder: a multi-view test builder (`input_pipeline.pipeline.MultiViewTestBuilder`).
     mesh: the device mesh (the batch is sharded over `data`).
-    batch_size: videos per batch (a multiple of the data-axis size).
+    batch_size: videos per (global) batch (a multiple of the data-axis size and of the process count).
     inputs: batch entries passed to `feature_fn`.
   Returns:
-    (features [N, D] (or [N, S, D]) float32, labels [N] int, indices [N] int: each row's index in `records`); videos
-    that could not be read are left out.
+    (features [N, D] (or [N, S, D]) float32, labels [N] int, indices [N] int: each row's index in `records`), in
+    record order; videos that could not be read are left out. With several processes each decodes its shard of the
+    records (`p::P`) and every process returns the features of all of them.
   """
+  from fedvssl_jax.train import distributed
   from fedvssl_jax.train import mesh as mesh_lib
   from input_pipeline import pipeline
 
   feats, labels, indices = [], [], []
   t0 = time.time()
-  ds = pipeline.make_eval_dataset(records, builder, batch_size=batch_size, num_workers=num_workers,
-                                  shard_index=jax.process_index(), shard_count=jax.process_count())
-  n_batches = -(-len(records) // batch_size)
+  local_batch = mesh_lib.local_batch_size(batch_size)
+  n_proc = jax.process_count()
+  # Every process runs the same number of (collective) feature steps: shards are padded to the largest one.
+  n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
+  ds = pipeline.make_eval_dataset(records, builder, batch_size=local_batch, num_workers=num_workers,
+                                  shard_index=jax.process_index(), shard_count=n_proc,
+                                  num_batches=n_batches if n_proc > 1 else None)
   for i, batch in enumerate(ds):
-    valid = np.asarray(batch["valid"], bool)
-    out = np.asarray(jax.device_get(feature_fn(mesh_lib.put_batch({k: batch[k] for k in inputs}, mesh))))
-    per_video = l2_normalize(out).mean(axis=1)
+    out = distributed.to_host(feature_fn(mesh_lib.put_batch({k: batch[k] for k in inputs}, mesh)))
+    valid = distributed.allgather_rows(np.asarray(batch["valid"], bool))
+    per_video = l2_normalize(np.asarray(out)).mean(axis=1)
     feats.append(per_video[valid])
-    labels.append(np.asarray(batch["label"])[valid])
-    indices.append(np.asarray(batch["index"])[valid])
+    labels.append(distributed.allgather_rows(np.asarray(batch["label"]))[valid])
+    indices.append(distributed.allgather_rows(np.asarray(batch["index"]))[valid])
     if (i + 1) % 10 == 0 or i + 1 == n_batches:
-      print(f"[{desc}] {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s)", flush=True)
-  return np.concatenate(feats).astype(np.float32), np.concatenate(labels), np.concatenate(indices)
+      print(f"[{desc}] {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s){distributed.process_tag()}", flush=True)
+  feats, labels, indices = np.concatenate(feats).astype(np.float32), np.concatenate(labels), np.concatenate(indices)
+  order = np.argsort(indices, kind="stable")  # record order, as a single process reads them
+  return feats[order], labels[order], indices[order]
 
 
 def stream_view_features(streams: Sequence[tuple[str, nnx.Module]], mesh, per_stream: bool = False):

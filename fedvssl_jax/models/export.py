@@ -190,12 +190,18 @@ def save_backbone(directory: str | os.PathLike, arch: str, backbone_kwargs: Mapp
     fc_meta = {"num_classes": int(fc["kernel"].shape[1]), "in_features": int(fc["kernel"].shape[0])}
   directory = Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
+  # Multi-process jobs: every process calls this with the same weights (Orbax's save is collective, the primary
+  # process writes); model.json is written once, and the barrier lets every process load the export afterwards.
   ckptr = ocp.StandardCheckpointer()
   ckptr.save(directory / STATE_DIR, tree, force=True)
   ckptr.wait_until_finished()
   ckptr.close()
+  from fedvssl_jax.train import distributed
+
   meta = {"format_version": FORMAT_VERSION, "arch": arch, "backbone_kwargs": kwargs, "fc": fc_meta}
-  (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+  if distributed.is_primary():
+    (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+  distributed.sync(f"save_backbone {directory}")
   return directory
 
 

@@ -16,9 +16,11 @@ import copy
 import os
 from typing import Any
 
+import jax
 import ml_collections
 
 from fedvssl_jax import datasets
+from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.evaluation import reporting
 from fedvssl_jax.train import mesh as mesh_lib
 
@@ -49,6 +51,11 @@ def _with_partition_files(config: ml_collections.ConfigDict, splits: datasets.Da
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   from fedvssl_jax.federated import simulation
+
+  if jax.process_count() > 1:
+    raise ConfigError("the federated runner is one process (a Flower simulation; each client trains on all devices "
+                      "of its machine): start it without --num_processes / a multi-process launcher "
+                      "(docs/scale_out.md)")
 
   # The data (the synthetic demo videos, GOCA's flow videos and prototypes) is made once here, not by every client
   # process at the same time.

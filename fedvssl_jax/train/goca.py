@@ -27,6 +27,7 @@ from fedvssl_jax.goca import prototypes as prototypes_lib
 from fedvssl_jax.goca.model import GOCAModel
 from fedvssl_jax.losses import goca as goca_losses
 from fedvssl_jax.models import export
+from fedvssl_jax.train import distributed
 from fedvssl_jax.train import loop
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import state as state_lib
@@ -252,11 +253,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if not config.data.get("with_flow", False):
     raise ConfigError("config.data.with_flow must be True for GOCA (two streams)")
   splits = datasets.load_splits(config.data)
-  ensure_flow(config, splits)
+  with distributed.primary_first("goca flow and prototypes"):  # made once, by process 0
+    ensure_flow(config, splits)
+    load_or_make_prototypes(config)
   steps_per_epoch = max(1, len(splits.train) // config.batch_size)
   total_steps = config.num_steps if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
   print(f"GOCA pretraining: {len(splits.train)} videos, {total_steps} steps ({steps_per_epoch} per epoch), global "
-        f"batch {config.batch_size} on {mesh.devices.size} devices", flush=True)
+        f"batch {config.batch_size} on {mesh.devices.size} devices{distributed.process_tag()}", flush=True)
 
   model = build_model(config, nnx.Rngs(config.seed))
   add_queue(model, config)
@@ -269,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rgb_keys, flow_keys = view_keys(config)
   train_ds = pipeline.make_train_dataset(
       splits.train, make_builder(config), batch_size=mesh_lib.local_batch_size(config.batch_size), seed=config.seed,
-      num_workers=config.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+      num_workers=config.data.num_workers, process_index=jax.process_index(), process_count=jax.process_count())
   state, finished = loop.run_train_loop(config, workdir, state=state, train_step=train_step, train_ds=train_ds,
                                         total_steps=total_steps, schedule=schedule,
                                         batch_keys=tuple(rgb_keys + flow_keys), mesh=mesh)

@@ -69,14 +69,21 @@ class MetricWriter:
     total_steps: for the progress line's percentage and ETA.
     jsonl_name: name of the JSON-lines file (one object per logged step).
     prefix: prepended to every TensorBoard tag, e.g. "train".
+    enabled: write files and print; False for the other processes of a multi-process job (process 0 writes).
+    num_processes: shown in the progress line when > 1 (default: `jax.process_count()`).
   """
 
   def __init__(self, workdir: str, total_steps: int | None = None, jsonl_name: str = "metrics.jsonl",
-               prefix: str = "", enabled: bool = True):
+               prefix: str = "", enabled: bool = True, num_processes: int | None = None):
     self.workdir = workdir
     self.total_steps = total_steps
     self.prefix = prefix
     self.enabled = enabled
+    if num_processes is None:
+      import jax
+
+      num_processes = jax.process_count()
+    self.num_processes = int(num_processes)
     self._tb = None
     self._jsonl = None
     self._jsonl_path = os.path.join(workdir, jsonl_name)
@@ -110,7 +117,7 @@ class MetricWriter:
         self._tb.add_scalar(f"{self.prefix}/{k}" if self.prefix else k, v, step)
       self._jsonl.write(dumps_strict({"step": step, "time": now, **scalars}) + "\n")
       self._jsonl.flush()
-    if print_progress:
+    if print_progress and self.enabled:
       print(self.progress_line(step, scalars), flush=True, file=sys.stdout)
     return scalars
 
@@ -131,6 +138,8 @@ class MetricWriter:
       if self.total_steps and step < self.total_steps:
         eta = (self.total_steps - step) / rate
         parts.append(f"eta {int(eta // 60)}m{int(eta % 60):02d}s")
+    if self.num_processes > 1:
+      parts.append(f"{self.num_processes} processes")
     name = f"[{self.prefix}] " if self.prefix else ""
     return name + " | ".join(parts)
 

@@ -22,6 +22,7 @@ from fedvssl_jax.evaluation import knn as knn_lib
 from fedvssl_jax.evaluation import reporting
 from fedvssl_jax.models import export
 from fedvssl_jax.pretext import PRETEXT_TASKS
+from fedvssl_jax.train import distributed
 from fedvssl_jax.train import loop
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import optim
@@ -82,7 +83,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = max(1, len(splits.train) // config.batch_size)
   total_steps = config.num_steps if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
   print(f"{config.task.name} pretraining: {len(splits.train)} videos, {total_steps} steps "
-        f"({steps_per_epoch} per epoch), global batch {config.batch_size} on {mesh.devices.size} devices", flush=True)
+        f"({steps_per_epoch} per epoch), global batch {config.batch_size} on {mesh.devices.size} devices"
+        f"{distributed.process_tag()}", flush=True)
 
   model = task.make_model(task_model_config(config), rngs=nnx.Rngs(config.seed))
   model.train()
@@ -92,7 +94,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   del model
   train_ds = pipeline.make_train_dataset(
       splits.train, builder, batch_size=mesh_lib.local_batch_size(config.batch_size), seed=config.seed,
-      num_workers=config.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+      num_workers=config.data.num_workers, process_index=jax.process_index(), process_count=jax.process_count())
   train_step = state_lib.make_train_step(graphdef, tx, task.loss_fn, mesh)
   try:
     batch_keys = tuple(task.batch_spec(config.task).keys())

@@ -24,6 +24,7 @@ from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.evaluation import classification, reporting
 from fedvssl_jax.models import export, pretrained
 from fedvssl_jax.models.classifier import VideoClassifier
+from fedvssl_jax.train import distributed
 from fedvssl_jax.train import loop
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import optim
@@ -101,13 +102,18 @@ def evaluate(graphdef: nnx.GraphDef, state: state_lib.TrainState, records, test_
   eval_step = state_lib.make_eval_step(eval_graphdef, apply, mesh)
   probs, labels = [], []
   t0 = time.time()
-  ds = pipeline.make_eval_dataset(records, test_builder, batch_size=batch_size, num_workers=num_workers,
-                                  shard_index=jax.process_index(), shard_count=jax.process_count())
+  local_batch = mesh_lib.local_batch_size(batch_size)
+  n_proc = jax.process_count()
+  # Each process reads its shard (p::P) of the records; equal step counts, since every step is collective.
+  n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
+  ds = pipeline.make_eval_dataset(records, test_builder, batch_size=local_batch, num_workers=num_workers,
+                                  shard_index=jax.process_index(), shard_count=n_proc,
+                                  num_batches=n_batches if n_proc > 1 else None)
   for i, batch in enumerate(ds):
-    valid = np.asarray(batch["valid"], bool)
-    logits = np.asarray(jax.device_get(eval_step(state, mesh_lib.put_batch({"video": batch["video"]}, mesh))))
+    valid = distributed.allgather_rows(np.asarray(batch["valid"], bool))
+    logits = np.asarray(distributed.to_host(eval_step(state, mesh_lib.put_batch({"video": batch["video"]}, mesh))))
     probs.append(classification.average_view_logits(logits)[valid])
-    labels.append(np.asarray(batch["label"])[valid])
+    labels.append(distributed.allgather_rows(np.asarray(batch["label"]))[valid])
     if (i + 1) % 10 == 0:
       logging.info("evaluated %d batches (%.1fs)", i + 1, time.time() - t0)
   probs_np = np.concatenate(probs) if probs else np.zeros((0, num_classes), np.float32)
@@ -135,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_builder, test_builder = make_builders(config)
   train_ds = pipeline.make_train_dataset(
       splits.train, train_builder, batch_size=mesh_lib.local_batch_size(config.batch_size), seed=config.seed,
-      num_workers=config.data.num_workers, shard_index=jax.process_index(), shard_count=jax.process_count())
+      num_workers=config.data.num_workers, process_index=jax.process_index(), process_count=jax.process_count())
   train_step = state_lib.make_train_step(graphdef, tx, classification_loss, mesh)
   state, finished = loop.run_train_loop(
       config, workdir, state=state, train_step=train_step, train_ds=train_ds, total_steps=total_steps,

@@ -1,0 +1,173 @@
+"""Multi-process JAX on this CPU: 2 processes x 4 CPU devices on localhost (JAX's gloo CPU collectives), started with
+`--coordinator_address --num_processes --process_id`, against 1 process x 8 devices with the same global batch.
+
+- CtP demo (shrunk): every logged step's losses equal the 1-process run's; both processes are killed (SIGKILL) after
+  the first checkpoint and started again: the run resumes and ends in the same exported weights; kNN R@k identical.
+- GOCA demo (shrunk): per-step losses (Sinkhorn over the global batch of both processes) equal the 1-process run's.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import DATA_SHRINK, KNN_SHRINK, REPO
+
+CTP = ["--config=configs/ctp.py:demo", *DATA_SHRINK, *KNN_SHRINK, "--config.batch_size=8", "--config.num_steps=8",
+       "--config.log_every=1", "--config.checkpoint_every=2", "--config.knn.batch_size=8",
+       "--config.task.clip_len=8", "--config.task.crop_size=32", "--config.task.short_side_sizes=(32,40)",
+       "--config.task.patch_mask.scales=(6,8,12)"]
+GOCA = ["--config=configs/goca.py:demo", *DATA_SHRINK, "--config.knn.enabled=False",
+        "--config.model.num_prototypes=16", "--config.model.embed_dim=8", "--config.model.hidden_dim=16",
+        "--config.model.prototype_steps=20", "--config.views.crop_size=32", "--config.views.short_side_range=(32,40)",
+        "--config.views.min_start_distance=4", "--config.flow.short_side=32", "--config.flow.workers=1",
+        "--config.batch_size=8", "--config.num_steps=3", "--config.goca.queue_length=16", "--config.log_every=1"]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _start(args, workdir, num_processes: int, devices_per_process: int, log_dir):
+  """Starts the processes of one job; returns [(Popen, log path)]."""
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices_per_process))
+  env.pop("XLA_FLAGS", None)
+  procs = []
+  for i in range(num_processes):
+    flags = ([f"--coordinator_address=localhost:{port}", f"--num_processes={num_processes}", f"--process_id={i}"]
+             if num_processes > 1 else [])
+    log = open(os.path.join(log_dir, f"{os.path.basename(workdir)}.{i}.{time.time_ns()}.log"), "w+")
+    procs.append((subprocess.Popen([sys.executable, "-m", "fedvssl_jax.main", *args, f"--workdir={workdir}", *flags],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+  return procs
+
+
+def _wait(procs, timeout: float = 900) -> list[str]:
+  """Waits for every process; fails with the output tails when one exits non-zero. Returns the outputs."""
+  outs = []
+  for p, log in procs:
+    try:
+      p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      for q, _ in procs:
+        q.kill()
+      raise
+    log.seek(0)
+    outs.append(log.read())
+  for (p, _), out in zip(procs, outs):
+    assert p.returncode == 0, "\n".join(o[-3000:] for o in outs)
+  return outs
+
+
+def _losses(workdir) -> dict[int, dict[str, float]]:
+  """The last logged row of each step (a resumed run logs the steps after its checkpoint again)."""
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return {r["step"]: {k: v for k, v in r.items() if k.startswith("loss")} for r in rows}
+
+
+def _assert_same_steps(got, want):
+  assert sorted(got) == sorted(want)
+  for step in want:
+    assert got[step].keys() == want[step].keys()
+    for k in want[step]:
+      np.testing.assert_allclose(got[step][k], want[step][k], rtol=2e-5, err_msg=f"step {step} {k}")
+
+
+@pytest.fixture(scope="module")
+def ctp_single(synthetic_videos, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("mp") / "ctp_1x8"
+  _wait(_start([*CTP, f"--config.data.cache_dir={synthetic_videos}"], workdir, 1, 8, workdir.parent))
+  return workdir
+
+
+def test_ctp_two_processes_match_one_and_resume_after_kill(ctp_single, synthetic_videos, tmp_path):
+  args = [*CTP, f"--config.data.cache_dir={synthetic_videos}"]
+  workdir = tmp_path / "ctp_2x4"
+  procs = _start(args, workdir, 2, 4, tmp_path)
+  checkpoints = workdir / "checkpoints"
+  deadline = time.time() + 600
+  while not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
+    assert all(p.poll() is None for p, _ in procs), "a process ended before the first checkpoint"
+    assert time.time() < deadline, "no checkpoint after 600 s"
+    time.sleep(0.05)
+  for p, _ in procs:  # both processes, mid-run
+    p.send_signal(signal.SIGKILL)
+  for p, _ in procs:
+    p.wait()
+  assert not (workdir / "results.json").exists(), "the run finished before the kill"
+
+  outs = _wait(_start(args, workdir, 2, 4, tmp_path))
+  resumed = [line for line in outs[0].splitlines() if line.startswith("resumed from")]
+  assert resumed and "/8)" in resumed[0], outs[0][-2000:]
+  assert "2 processes" in outs[0] and "[train]" not in outs[1]  # progress from process 0, naming the count
+
+  _assert_same_steps(_losses(workdir), _losses(ctp_single))
+  want = json.loads((ctp_single / "results.json").read_text())
+  got = json.loads((workdir / "results.json").read_text())
+  assert got["knn"] == want["knn"]  # R@k identical: features of both processes gathered, in record order
+  from fedvssl_jax.models import export
+
+  _, want_w, _ = export.load_state(ctp_single / "export" / "backbone")
+  _, got_w, _ = export.load_state(workdir / "export" / "backbone")
+  assert got_w.keys() == want_w.keys()
+  for k in want_w:
+    np.testing.assert_allclose(got_w[k], want_w[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  ckpt = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())[-1]
+  assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(checkpoints / str(ckpt) / "data"))
+
+
+def test_goca_two_processes_match_one(synthetic_videos, tmp_path):
+  args = [*GOCA, f"--config.data.cache_dir={synthetic_videos}"]
+  single = tmp_path / "goca_1x8"
+  _wait(_start(args, single, 1, 8, tmp_path))
+  double = tmp_path / "goca_2x4"
+  _wait(_start(args, double, 2, 4, tmp_path))
+  want = _losses(single)
+  assert sorted(want) == [1, 2, 3]
+  _assert_same_steps(_losses(double), want)
+
+
+def test_partial_distributed_flags_are_one_line_errors(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "fedvssl_jax.main", "--config=configs/ctp.py:demo",
+                         f"--workdir={tmp_path}", "--num_processes=2"], cwd=REPO, capture_output=True, text=True,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: --num_processes given without --coordinator_address")
+
+
+def test_cluster_detection_and_flag_checks(monkeypatch):
+  from fedvssl_jax.train import distributed
+
+  for var in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
+              "OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES"):
+    monkeypatch.delenv(var, raising=False)
+  assert distributed.detect_cluster() is None
+  assert distributed.initialize() is None and distributed.initialize(num_processes=1) is None
+  slurm = dict(SLURM_JOB_ID="7", SLURM_STEP_NODELIST="n[1-2]", SLURM_NTASKS="1", SLURM_PROCID="0", SLURM_LOCALID="0")
+  for k, v in slurm.items():
+    monkeypatch.setenv(k, v)
+  assert distributed.detect_cluster() is None  # a one-task job stays a plain run
+  monkeypatch.setenv("SLURM_NTASKS", "2")
+  assert distributed.detect_cluster() == "slurm"
+  for k in slurm:
+    monkeypatch.delenv(k)
+  monkeypatch.setenv("OMPI_MCA_orte_hnp_uri", "1.0;tcp://10.0.0.1:1")
+  monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+  assert distributed.detect_cluster() == "ompi"
+  monkeypatch.delenv("OMPI_MCA_orte_hnp_uri")
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1-w-0,t1-w-1")
+  assert distributed.detect_cluster() == "tpu"
+  with pytest.raises(distributed.DistributedError, match="--process_id=2 is not in"):
+    distributed.initialize("localhost:1234", 2, 2)
+  with pytest.raises(distributed.DistributedError, match="HOST:PORT"):
+    distributed.initialize("localhost", 2, 0)
+
