@@ -59,7 +59,7 @@ class ConfigError(ValueError):
 def data_config(dataset: str) -> ml_collections.ConfigDict:
   """The `config.data` block shared by every recipe (see fedvssl_jax/datasets.py for each key)."""
   return ml_collections.ConfigDict(dict(
-      source=dataset,          # ucf101 | hmdb51 | kinetics400 | json | synthetic
+      source=dataset,          # ucf101 | hmdb51 | kinetics400 | json | synthetic | tfds
       root="",                 # data root; required for real datasets
       format="official",       # official (video files + the dataset's split lists) | ctp (zips + CtP annotations)
       split=1,                 # official split index (UCF-101 / HMDB-51)
@@ -71,6 +71,15 @@ def data_config(dataset: str) -> ml_collections.ConfigDict:
       with_flow=False,         # two-stream runs: attach the optical-flow video of each record
       flow_template="",        # flow path template; default: the video path with videos/ -> videos_flow/
       num_workers=2,           # grain worker processes (0 = in-process)
+      # source=tfds: a prepared TFDS video dataset in ArrayRecord format (scripts/prepare_dataset.py --tfds, or
+      # your own, e.g. "ucf101"), read without TensorFlow, decoding only the frames a clip needs
+      tfds_name="",            # e.g. "fedvssl_videos/ucf101" ("fedvssl_videos/synthetic*" is prepared on first use)
+      data_dir="",             # TFDS data dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      train_split="train",
+      test_split="test",
+      tfds_video_key="video",  # features: encoded frames, label, flow frames ("" = "flow" when with_flow)
+      tfds_label_key="label",
+      tfds_flow_key="",
   ))
 
 
