@@ -91,6 +91,8 @@ def add_run_settings(config: ml_collections.ConfigDict, log_every: int = 20, che
   config.max_steps_this_run = -1              # > 0: stop (with a checkpoint) after this many steps this run
   config.compilation_cache_dir = ""           # "" = ~/.cache/fedvssl_jax/jax_compilation_cache
   config.matmul_precision = ""                # e.g. "highest" for parity checks
+  config.compute_dtype = "float32"            # "bfloat16": backbone compute in bf16, params / optimiser state float32
+  config.prefetch_to_device = 2               # host batches put on the devices ahead of the step (0 = none)
 
 
 # Test-time views of the synthetic demo videos (kNN, fine-tuning test, linear-probe features): 2 uniform 8-frame clips
@@ -446,3 +448,23 @@ def linear_probe_config(dataset: str = "ucf101", demo: bool = False, split: int 
     config.features.update(DEMO_EVAL_VIEWS)
     config.probe.lr = 0.01  # 300 training videos: about 2 steps per epoch
   return config
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def apply_compute_dtype(config: ml_collections.ConfigDict) -> None:
+  """`config.compute_dtype` -> `config.model.backbone_kwargs.dtype` (the backbones' compute dtype, a dtype name).
+
+  Parameters stay `param_dtype` (float32), so the optimiser state is float32 too; heads and losses promote the
+  backbone's bf16 features to float32. No-op for float32 or configs without a model block.
+  """
+  dtype = config.get("compute_dtype", "float32") or "float32"
+  if dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"config.compute_dtype={dtype!r}; known: {', '.join(COMPUTE_DTYPES)}")
+  if dtype == "float32" or "model" not in config:
+    return
+  with config.unlocked():
+    if "backbone_kwargs" not in config.model or config.model.backbone_kwargs is None:
+      config.model.backbone_kwargs = ml_collections.ConfigDict()
+    config.model.backbone_kwargs.dtype = dtype

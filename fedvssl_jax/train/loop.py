@@ -17,6 +17,7 @@ from absl import logging
 from fedvssl_jax.train import checkpointing
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import metrics as metrics_lib
+from fedvssl_jax.train import prefetch as prefetch_lib
 from fedvssl_jax.train import state as state_lib
 
 
@@ -36,7 +37,8 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
   """Trains until `total_steps`, resuming from the workdir's newest checkpoint.
 
   Args:
-    config: reads `seed`, `log_every`, `checkpoint_every`, `keep_checkpoints`, `max_steps_this_run`, `mesh`.
+    config: reads `seed`, `log_every`, `checkpoint_every`, `keep_checkpoints`, `max_steps_this_run`, `mesh`,
+      `prefetch_to_device` (batches put on the devices ahead of the step, default 2).
     state: the freshly initialised state (also the restore target).
     train_step: `(state, batch, rng) -> (state, metrics)`.
     train_ds: a grain IterDataset of host batches (its iterator state goes into each checkpoint).
@@ -56,6 +58,10 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
     print(f"resumed from {ckpt.directory}/{step} (step {step}/{total_steps})", flush=True)
   step = int(jax.device_get(state.step))
   start_step = step
+  keys = tuple(batch_keys) if batch_keys is not None else None
+  batches = prefetch_lib.DevicePrefetch(
+      iterator, lambda b: mesh_lib.put_batch(b if keys is None else {k: b[k] for k in keys}, mesh),
+      size=config.get("prefetch_to_device", 2))
   writer = writer or metrics_lib.MetricWriter(workdir, total_steps, prefix="train",
                                              enabled=jax.process_index() == 0)
   base_rng = jax.random.key(config.seed)
@@ -64,10 +70,7 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
   t_start = time.time()
   finished = True
   while step < total_steps:
-    host_batch = next(iterator)
-    if batch_keys is not None:
-      host_batch = {k: host_batch[k] for k in batch_keys}
-    batch = mesh_lib.put_batch(host_batch, mesh)
+    batch = next(batches)  # already on the devices; the next ones are in flight
     state, step_metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
     history.append(step_metrics)
     step += 1
@@ -83,18 +86,17 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
                                  f"{ckpt.directory}")
       if on_log is not None:
         on_log(step, scalars)
-    ckpt.save(step, state, iterator, config)
+    ckpt.save(step, state, batches, config)
     if 0 < max_this_run <= step - start_step and step < total_steps:
-      ckpt.save(step, state, iterator, config, force=True)
+      ckpt.save(step, state, batches, config, force=True)
       print(f"stopping after {step - start_step} steps this run (config.max_steps_this_run); "
             f"run again with the same workdir to continue from step {step}", flush=True)
       finished = False
       break
   else:
-    ckpt.save(step, state, iterator, config, force=True)
+    ckpt.save(step, state, batches, config, force=True)
   ckpt.wait()
   logging.info("trained %d steps in %.1fs", step - start_step, time.time() - t_start)
-  if hasattr(iterator, "close"):
-    iterator.close()
+  batches.close()
   writer.close()
   return state, finished
