@@ -156,7 +156,8 @@ def make_config(base_config: str, name: str = "", **overrides) -> VideoFramesCon
   """
   base = {c.name: c for c in BUILDER_CONFIGS}.get(base_config)
   if base is None:
-    raise ValueError(f"fedvssl_videos: unknown config {base_config!r}; known: {sorted(c.name for c in BUILDER_CONFIGS)}")
+    known = sorted(c.name for c in BUILDER_CONFIGS)
+    raise ValueError(f"fedvssl_videos: unknown config {base_config!r}; known: {known}")
   fields = {f.name for f in dataclasses.fields(VideoFramesConfig)} - {"name", "version", "description"}
   unknown = set(overrides) - fields
   if unknown:
