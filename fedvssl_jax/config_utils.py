@@ -61,7 +61,7 @@ class ConfigError(UserError, ValueError):
 def data_config(dataset: str) -> ml_collections.ConfigDict:
   """The `config.data` block shared by every recipe (see fedvssl_jax/datasets.py for each key)."""
   return ml_collections.ConfigDict(dict(
-      source=dataset,          # ucf101 | hmdb51 | kinetics400 | json | synthetic
+      source=dataset,          # ucf101 | hmdb51 | kinetics400 | json | synthetic | tfds
       root="",                 # data root; required for real datasets
       format="official",       # official (video files + the dataset's split lists) | ctp (zips + CtP annotations)
       split=1,                 # official split index (UCF-101 / HMDB-51)
@@ -73,6 +73,15 @@ def data_config(dataset: str) -> ml_collections.ConfigDict:
       with_flow=False,         # two-stream runs: attach the optical-flow video of each record
       flow_template="",        # flow path template; default: the video path with videos/ -> videos_flow/
       num_workers=2,           # grain worker processes (0 = in-process)
+      # source=tfds: a prepared TFDS video dataset in ArrayRecord format (scripts/prepare_dataset.py --tfds, or
+      # your own, e.g. "ucf101"), read without TensorFlow, decoding only the frames a clip needs
+      tfds_name="",            # e.g. "fedvssl_videos/ucf101" ("fedvssl_videos/synthetic*" is prepared on first use)
+      data_dir="",             # TFDS data dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      train_split="train",
+      test_split="test",
+      tfds_video_key="video",  # features: encoded frames, label, flow frames ("" = "flow" when with_flow)
+      tfds_label_key="label",
+      tfds_flow_key="",
   ))
 
 
@@ -84,6 +93,8 @@ def add_run_settings(config: ml_collections.ConfigDict, log_every: int = 20, che
   config.max_steps_this_run = -1              # > 0: stop (with a checkpoint) after this many steps this run
   config.compilation_cache_dir = ""           # "" = ~/.cache/fedvssl_jax/jax_compilation_cache
   config.matmul_precision = ""                # e.g. "highest" for parity checks
+  config.compute_dtype = "float32"            # "bfloat16": backbone compute in bf16, params / optimiser state float32
+  config.prefetch_to_device = 2               # host batches put on the devices ahead of the step (0 = none)
 
 
 # Test-time views of the synthetic demo videos (kNN, fine-tuning test, linear-probe features): 2 uniform 8-frame clips
@@ -459,3 +470,23 @@ def linear_probe_config(dataset: str = "ucf101", demo: bool = False, split: int 
     config.features.update(DEMO_EVAL_VIEWS)
     config.probe.lr = 0.01  # 300 training videos: about 2 steps per epoch
   return config
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def apply_compute_dtype(config: ml_collections.ConfigDict) -> None:
+  """`config.compute_dtype` -> `config.model.backbone_kwargs.dtype` (the backbones' compute dtype, a dtype name).
+
+  Parameters stay `param_dtype` (float32), so the optimiser state is float32 too; heads and losses promote the
+  backbone's bf16 features to float32. No-op for float32 or configs without a model block.
+  """
+  dtype = config.get("compute_dtype", "float32") or "float32"
+  if dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"config.compute_dtype={dtype!r}; known: {', '.join(COMPUTE_DTYPES)}")
+  if dtype == "float32" or "model" not in config:
+    return
+  with config.unlocked():
+    if "backbone_kwargs" not in config.model or config.model.backbone_kwargs is None:
+      config.model.backbone_kwargs = ml_collections.ConfigDict()
+    config.model.backbone_kwargs.dtype = dtype

@@ -9,6 +9,7 @@ Sources and the layouts they expect under `config.data.root`:
 | kinetics400 | `videos/<label>/<ytid>_<start>_<end>.mp4` + `annotations/{train,validate}.csv` | `<name>/RGB_frames.zip` + `annotations/{train,val}.json` |
 | json | any: `data.train_annotations` / `data.test_annotations` (CtP JSON / txt / Kinetics CSV) + `data.path_template` | |
 | synthetic | made on first use in `data.cache_dir` (no root needed) | |
+| tfds | `data.data_dir/<data.tfds_name>/<version>/` ArrayRecord files (`scripts/prepare_dataset.py --tfds`) | |
 
 Every path can be changed with `data.path_template` (fields: `{name}`, `{stem}`, `{class_name}`, `{ext}`), and two-stream
 runs find the flow videos with `data.flow_template` (default: the video path with `videos/` -> `videos_flow/`).
@@ -124,7 +125,7 @@ def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
 
 
 def missing_flow(records: list[VideoRecord]) -> list[VideoRecord]:
-  """The records whose flow video (`flow_path`, see `with_flow_paths`) is unset or not on disk."""
+  """The records whose flow video (`flow_path`, set by `Layout`) is unset or not on disk."""
   return [r for r in records if not (r.flow_path and os.path.exists(r.flow_path))]
 
 
@@ -274,3 +275,44 @@ def synthetic_videos(data: ml_collections.ConfigDict) -> DatasetSplits:
   train = layout.read(os.path.join(ann, "train.json"))
   test = layout.read(os.path.join(ann, "test.json"))
   return DatasetSplits(train, test, names, root, layout)
+
+
+@DATA_SOURCES.register("tfds")
+def tfds_dataset(data: ml_collections.ConfigDict) -> DatasetSplits:
+  """A prepared TFDS video dataset (ArrayRecord) as `input_pipeline.tfds_source.TfdsVideoSource` train / test.
+
+  `fedvssl_videos/synthetic[_<suffix>]` is prepared from the synthetic videos (`data.synthetic_preset`) when absent.
+  """
+  from input_pipeline import tfds_source
+
+  name = data.get("tfds_name", "")
+  if not name:
+    raise ConfigError("config.data.tfds_name is not set (source=tfds), e.g. --config.data.tfds_name="
+                      "fedvssl_videos/ucf101 (prepare it with scripts/prepare_dataset.py --tfds ucf101)")
+  data_dir = os.path.expanduser(data.get("data_dir", "") or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+  dataset, _, config_name = name.partition("/")
+  config_name = config_name.split("/")[0]
+  if dataset == "fedvssl_videos" and config_name.startswith("synthetic"):
+    try:
+      tfds_source.dataset_dir(name, data_dir)
+    except FileNotFoundError:
+      from fedvssl_jax import tfds_videos
+
+      preset = data.get("synthetic_preset", "demo")
+      print(f"preparing the TFDS dataset {name} from the synthetic {preset!r} videos in {data_dir}", flush=True)
+      tfds_videos.prepare("synthetic", name=config_name, data_dir=data_dir, synthetic_preset=preset,
+                          manual_dir=synthetic_cache_dir(data), with_flow=bool(data.get("with_flow", False)))
+  flow_key = data.get("tfds_flow_key", "") or ("flow" if data.get("with_flow", False) else None)
+  kwargs = dict(data_dir=data_dir, video_key=data.get("tfds_video_key", "video"),
+                label_key=data.get("tfds_label_key", "label"), flow_key=flow_key)
+  try:
+    train = tfds_source.TfdsVideoSource(name, data.get("train_split", "train"), **kwargs)
+    test_split = data.get("test_split", "test")
+    test = tfds_source.TfdsVideoSource(name, test_split, **kwargs) if test_split else []
+  except (FileNotFoundError, KeyError, ValueError) as e:
+    raise ConfigError(f"config.data.tfds_name={name!r}: {e}") from None
+  names = train.class_names
+  if not names:
+    labels = [train[i]["label"] for i in range(len(train))]
+    names = [str(i) for i in range(max(labels, default=-1) + 1)]
+  return DatasetSplits(train, test, names, tfds_source.dataset_dir(name, data_dir))

@@ -45,7 +45,10 @@ def get_runner(name: str):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Writes the config into the workdir and runs `config.runner`."""
+  """Writes the config into the workdir and runs `config.runner` (after `apply_compute_dtype`)."""
+  from fedvssl_jax.config_utils import apply_compute_dtype
+
+  apply_compute_dtype(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:

@@ -8,7 +8,8 @@ Data flow (grain 0.2.18 `Dataset` API):
 * A **source** is random-access (`__len__`, `__getitem__`) and returns a record dict (`SourceRecord`) with keys
   "index" (int, position in the source), "path" (str), "label" (int, 0-based), "name" (str), "flow_path" (str or
   None), and, for ArrayRecord shards (`input_pipeline.shards`), "video_bytes"/"flow_bytes" and "num_frames"/
-  "flow_num_frames". `SourceRecord` is a dict that also allows attribute access (`record.label`).
+  "flow_num_frames", or, for prepared TFDS datasets (`input_pipeline.tfds_source`), "frames"/"flow_frames" (one
+  encoded JPEG per frame). `SourceRecord` is a dict that also allows attribute access (`record.label`).
 * A task's **clip builder** is any picklable object with
     - `min_frames: int` — frames the builder needs; shorter videos count as bad input;
     - `build(reader, record, rng) -> dict[str, np.ndarray]` — picks frame indices with a sampler
@@ -250,8 +251,14 @@ class ClipReader:
     return self._read("flow", indices)
 
 
-def reader_for(record: Mapping[str, Any]) -> ClipReader:
-  """The `ClipReader` of a source record (file paths, or in-record bytes from ArrayRecord shards)."""
+def reader_for(record: Mapping[str, Any]):
+  """The reader of a source record: a `ClipReader` (file paths, or in-record bytes from ArrayRecord shards), or a
+  `jpeg_frames.JpegClipReader` for records with encoded "frames" (TFDS sources, `input_pipeline.tfds_source`)."""
+  if record.get("frames") is not None:
+    from input_pipeline import jpeg_frames
+
+    return jpeg_frames.JpegClipReader(record["frames"], record.get("flow_frames"),
+                                      name=record.get("path") or record.get("name"))
   video = record.get("video_bytes")
   if video is None:
     video = record["path"]

@@ -139,6 +139,47 @@ def random_crop(clip: np.ndarray, size: int | Sequence[int], rng: np.random.Gene
   return (out, (y0, x0)) if return_params else out
 
 
+def random_short_side_crop(clip: np.ndarray, sizes: Sequence[int], crop_size: int, rng: np.random.Generator,
+                           flip_p: float = 0.0) -> np.ndarray:
+  """`random_short_side_resize` -> `random_crop` -> `random_hflip` in one pass per frame, computing only the crop.
+
+  Draws the same random numbers in the same order as the three functions, and samples the source at the same points
+  (OpenCV's half-pixel bilinear mapping; one `cv2.warpAffine` per frame instead of resizing the whole frame), so the
+  result matches the chain to rounding (<= 2 grey levels in uint8). The fast path of uint8 host pipelines.
+
+  Args:
+    clip: [T, H, W, C] (C <= 4), uint8 or float32.
+    sizes: short-side sizes to choose from (one per clip).
+    crop_size: square crop (pixels), at most the chosen short side.
+    rng: numpy random generator.
+    flip_p: horizontal flip probability (one draw per clip).
+
+  Returns:
+    [T, crop_size, crop_size, C], same dtype.
+  """
+  clip = _check_clip(clip)
+  sizes = list(sizes)
+  size = int(sizes[rng.integers(len(sizes))])
+  h, w = clip.shape[1], clip.shape[2]
+  nw, nh = short_side_size(h, w, size)
+  if crop_size > min(nh, nw):
+    raise ValueError(f"random_short_side_crop: crop {crop_size} is larger than the resized frames ({nh}x{nw})")
+  y0 = int(rng.integers(0, nh - crop_size + 1))
+  x0 = int(rng.integers(0, nw - crop_size + 1))
+  flip = rng.random() < flip_p
+  sx, sy = w / nw, h / nh
+  # output pixel (u, v) -> source ((x0 + u + 0.5) * sx - 0.5, (y0 + v + 0.5) * sy - 0.5), as cv2.resize samples
+  m = np.array([[sx, 0.0, (x0 + 0.5) * sx - 0.5], [0.0, sy, (y0 + 0.5) * sy - 0.5]], np.float64)
+  if flip:  # u -> crop_size - 1 - u
+    m[0] = [-sx, 0.0, (x0 + crop_size - 0.5) * sx - 0.5]
+  out = np.empty((clip.shape[0], crop_size, crop_size, clip.shape[3]), clip.dtype)
+  for t in range(clip.shape[0]):
+    frame = cv2.warpAffine(clip[t], m, (crop_size, crop_size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+    out[t] = frame.reshape(crop_size, crop_size, -1)
+  return out
+
+
 def center_crop(clip: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
   """Centre crop (offset `round((H - h) / 2)` as torchvision's CenterCrop). Returns [T, h, w, C]."""
   clip = _check_clip(clip)

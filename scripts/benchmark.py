@@ -3,8 +3,9 @@
   # train steps/s of r3d_18 (ours, jax.jit) next to torchvision's r3d_18 (eager, optionally torch.compile), same run
   python scripts/benchmark.py --mode=train --batch=2 --frames=8 --size=56 --steps=10
   python scripts/benchmark.py --mode=train --batch=16 --frames=16 --size=112 --dtypes=float32,bfloat16 --torch-compile
-  # input pipeline clips/s (16x112x112 training clips from 340x256 mp4 files), 1 and 2 workers, vs a naive reader
-  python scripts/benchmark.py --mode=pipeline
+  # input pipeline clips/s (16x112x112 CtP training clips and GOCA RGB+flow examples from 340x256 videos): the naive
+  # reader, the mp4 files, ArrayRecord-of-mp4 and the prepared JPEG frames (TFDS), at 1 and 2 grain workers
+  python scripts/benchmark.py --mode=pipeline --out /tmp/bench_pipeline.json
 
 Train mode times full SGD steps (forward, backward, update; momentum 0.9, weight decay) of the classifier (backbone + fc
 over 400 classes) on random clips, after warm-up/compilation, and reports steps/s, clips/s and achieved TFLOP/s (from
@@ -136,7 +137,9 @@ def main(argv=None) -> int:
   p.add_argument("--no-torch", action="store_true")
   p.add_argument("--data-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "bench_videos"))
   p.add_argument("--num-videos", type=int, default=24)
-  p.add_argument("--seconds", type=float, default=20.0)
+  p.add_argument("--seconds", type=float, default=20.0, help="pipeline: measuring time per reader")
+  p.add_argument("--workers", default="1,2", help="pipeline: grain worker counts")
+  p.add_argument("--no-goca", action="store_true", help="pipeline: CtP clips only (no GOCA RGB + flow examples)")
   p.add_argument("--out", default="", help="write the figures as JSON here")
   args = p.parse_args(argv)
 
@@ -145,8 +148,11 @@ def main(argv=None) -> int:
   if args.mode == "pipeline":
     from input_pipeline import benchmark as pipeline_benchmark
 
-    record["results"].append(pipeline_benchmark.pipeline_benchmark(
-        args.data_dir, num_videos=args.num_videos, seconds=args.seconds))
+    result = pipeline_benchmark.pipeline_benchmark(
+        args.data_dir, num_videos=args.num_videos, seconds=args.seconds,
+        workers=tuple(int(w) for w in args.workers.split(",")), goca=not args.no_goca)
+    del record["results"]
+    record.update(result)  # readers + best_clips_per_s_per_core / mp4_clips_per_s_per_core at the top level
   else:
     for dtype in args.dtypes.split(","):
       ours = bench_jax(args.batch, args.frames, args.size, args.steps, args.warmup, dtype, args.arch)

@@ -7,6 +7,21 @@ Reads the annotations with `input_pipeline.annotations.load_annotations` (`--for
 kinetics_csv / ucf101 / hmdb51), checks that every video opens (frame count stored in the record; unreadable videos
 are skipped and listed in `<out>/<prefix>.json`), and writes `<out>/<prefix>-XXXXX-of-YYYYY.array_record`.
 Train on them with `input_pipeline.shards.ArrayRecordVideoSource(out)` in place of the record list.
+
+`--tfds CONFIG` instead writes the prepared-clip format built for throughput: the TFDS dataset
+`fedvssl_videos/<config>` (fedvssl_jax/tfds_videos.py), every frame re-encoded as a JPEG at short side
+`--short-side` (default 128), one example per video in ArrayRecord files, decoded frame by frame with libjpeg-turbo at
+training time (`--config.data.source=tfds --config.data.tfds_name=fedvssl_videos/<config>`). No TensorFlow needed.
+
+  python scripts/prepare_dataset.py --tfds ucf101 --manual-dir /data/ucf101 --data-dir ~/tensorflow_datasets
+  python scripts/prepare_dataset.py --tfds kinetics400 --manual-dir /data/k400 --data-format ctp
+  python scripts/prepare_dataset.py --tfds synthetic --data-dir ~/tensorflow_datasets      # the demo videos
+
+CONFIG is kinetics400, ucf101, hmdb51 or synthetic (the `--manual-dir` layouts of fedvssl_jax/datasets.py). Options
+that differ from the predeclared config (`--short-side`, `--with-flow`, `--split`, ...) give the dataset the config
+name `--name` (default `<config>_<hash of the options>`). Resumable: rerun the same command after an interruption
+(the frames of every finished video are cached under `<data-dir>/downloads/fedvssl_videos_frames/`). Unreadable
+videos are named in a warning, skipped, and listed in `skipped_<split>.json` in that cache.
 """
 
 from __future__ import annotations
@@ -19,9 +34,19 @@ import sys
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--annotations", required=True, help="annotation file (or the HMDB-51 splits directory)")
-  p.add_argument("--data-root", required=True, help="directory the annotation's video paths are relative to")
-  p.add_argument("--out", required=True, help="output directory for the shards")
+  p.add_argument("--annotations", help="annotation file (or the HMDB-51 splits directory)")
+  p.add_argument("--data-root", help="directory the annotation's video paths are relative to")
+  p.add_argument("--out", help="output directory for the shards")
+  t = p.add_argument_group("--tfds: JPEG frames as the TFDS dataset fedvssl_videos/<config> (ArrayRecord)")
+  t.add_argument("--tfds", default="", help="kinetics400, ucf101, hmdb51 or synthetic")
+  t.add_argument("--manual-dir", default="", help="the dataset's root (as config.data.root)")
+  t.add_argument("--data-dir", default="~/tensorflow_datasets", help="TFDS data directory")
+  t.add_argument("--name", default="", help="config name when the options differ from the predeclared config")
+  t.add_argument("--short-side", type=int, default=128, help="frames are scaled down to this short side")
+  t.add_argument("--quality", type=int, default=90, help="JPEG quality")
+  t.add_argument("--data-format", default="official", help="official or ctp (fedvssl_jax/datasets.py)")
+  t.add_argument("--with-flow", action="store_true", help="also store the flow videos (GOCA)")
+  t.add_argument("--synthetic-preset", default="demo", help="--tfds synthetic: demo or test")
   p.add_argument("--format", default="auto", help="annotation format: auto, json, txt, kinetics_csv, ucf101, hmdb51")
   p.add_argument("--num-shards", type=int, default=1)
   p.add_argument("--prefix", default="videos", help="shard file name prefix")
@@ -34,6 +59,10 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+  if args.tfds:
+    return _prepare_tfds(args)
+  if not (args.annotations and args.data_root and args.out):
+    p.error("--annotations, --data-root and --out are required (or use --tfds)")
   from input_pipeline import annotations, shards
 
   records = annotations.load_annotations(
@@ -49,6 +78,27 @@ def main(argv=None) -> int:
   summary = {k: index[k] for k in ("num_records", "records_per_shard", "bytes", "seconds")}
   summary["skipped"] = len(index["skipped"])
   print(json.dumps(summary, indent=2))
+  return 0
+
+
+def _prepare_tfds(args) -> int:
+  from fedvssl_jax import tfds_videos
+  from fedvssl_jax.config_utils import ConfigError
+
+  options = dict(short_side=args.short_side, quality=args.quality, data_format=args.data_format,
+                 with_flow=args.with_flow, split=args.split, path_template=args.path_template or "",
+                 flow_template=args.flow_template or "")
+  if args.tfds == "synthetic":
+    options["synthetic_preset"] = args.synthetic_preset
+  try:
+    out = tfds_videos.prepare(args.tfds, data_dir=args.data_dir, manual_dir=args.manual_dir, name=args.name,
+                              **options)
+  except (ConfigError, ValueError) as e:
+    print(f"prepare_dataset.py --tfds {args.tfds}: {e}", file=sys.stderr)
+    return 1
+  name = "/".join(out.rstrip("/").split("/")[-3:-1])
+  print(json.dumps({"dataset_dir": out, "tfds_name": name, "train_with": f"--config.data.source=tfds "
+                    f"--config.data.tfds_name={name} --config.data.data_dir={args.data_dir}"}, indent=2))
   return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax.numpy as jnp
 from flax import nnx
 
 from fedvssl_jax.models import resnet3d, s3d
@@ -23,7 +24,13 @@ BACKBONES.register("s3d")(s3d.s3d)
 
 
 def build_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-  """Builds the registered backbone `name` (KeyError listing the known names if unknown)."""
+  """Builds the registered backbone `name` (KeyError listing the known names if unknown).
+
+  `dtype` / `param_dtype` may be given by name ("bfloat16"), as they are in configs and exported model.json files.
+  """
+  for key in ("dtype", "param_dtype"):
+    if isinstance(kwargs.get(key), str):
+      kwargs[key] = jnp.dtype(kwargs[key])
   return BACKBONES.get(name)(rngs=rngs, **kwargs)
 
 

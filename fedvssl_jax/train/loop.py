@@ -17,6 +17,7 @@ from absl import logging
 from fedvssl_jax.train import checkpointing
 from fedvssl_jax.train import mesh as mesh_lib
 from fedvssl_jax.train import metrics as metrics_lib
+from fedvssl_jax.train import prefetch as prefetch_lib
 from fedvssl_jax.train import state as state_lib
 
 
@@ -36,7 +37,8 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
   """Trains until `total_steps`, resuming from the workdir's newest checkpoint.
 
   Args:
-    config: reads `seed`, `log_every`, `checkpoint_every`, `keep_checkpoints`, `max_steps_this_run`, `mesh`.
+    config: reads `seed`, `log_every`, `checkpoint_every`, `keep_checkpoints`, `max_steps_this_run`, `mesh`,
+      `prefetch_to_device` (batches put on the devices ahead of the step, default 2).
     state: the freshly initialised state (also the restore target).
     train_step: `(state, batch, rng) -> (state, metrics)`.
     train_ds: a grain IterDataset of host batches (its iterator state goes into each checkpoint).
@@ -85,6 +87,23 @@ def run_train_loop(config: ml_collections.ConfigDict, workdir: str, *, state: st
 
 def _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_steps, schedule, batch_keys, on_log):
   """The step loop of `run_train_loop` (after the restore); returns (state, finished)."""
+  keys = tuple(batch_keys) if batch_keys is not None else None
+
+  def put(host_batch):
+    """Host batch -> (device batch, bad videos replaced in it); counted when the batch is consumed."""
+    replaced = int(np.sum(host_batch["num_replaced"])) if "num_replaced" in host_batch else 0
+    selected = host_batch if keys is None else {k: host_batch[k] for k in keys}
+    return mesh_lib.put_batch(selected, mesh), replaced
+
+  batches = prefetch_lib.DevicePrefetch(iterator, put, size=config.get("prefetch_to_device", 2))
+  try:
+    return _steps(config, ckpt, batches, writer, state, step, train_step, total_steps, schedule, on_log)
+  finally:
+    batches.close()
+
+
+def _steps(config, ckpt, batches, writer, state, step, train_step, total_steps, schedule, on_log):
+  """The steps themselves, over device batches with their replaced-video counts."""
   start_step = step
   base_rng = jax.random.key(config.seed)
   max_this_run = config.get("max_steps_this_run", -1)
@@ -93,12 +112,8 @@ def _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_
   t_start = time.time()
   finished = True
   while step < total_steps:
-    host_batch = next(iterator)
-    if "num_replaced" in host_batch:
-      replaced += int(np.sum(host_batch["num_replaced"]))
-    if batch_keys is not None:
-      host_batch = {k: host_batch[k] for k in batch_keys}
-    batch = mesh_lib.put_batch(host_batch, mesh)
+    batch, num_replaced = next(batches)  # already on the devices; the next ones are in flight
+    replaced += num_replaced
     state, step_metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
     history.append(step_metrics)
     step += 1
@@ -115,15 +130,15 @@ def _train(config, ckpt, iterator, writer, state, step, train_step, mesh, total_
                                  f"{ckpt.directory}")
       if on_log is not None:
         on_log(step, scalars)
-    ckpt.save(step, state, iterator, config)
+    ckpt.save(step, state, batches, config)
     if 0 < max_this_run <= step - start_step and step < total_steps:
-      ckpt.save(step, state, iterator, config, force=True)
+      ckpt.save(step, state, batches, config, force=True)
       print(f"stopping after {step - start_step} steps this run (config.max_steps_this_run); "
             f"run again with the same workdir to continue from step {step}", flush=True)
       finished = False
       break
   else:
-    ckpt.save(step, state, iterator, config, force=True)
+    ckpt.save(step, state, batches, config, force=True)
   ckpt.wait()
   logging.info("trained %d steps in %.1fs", step - start_step, time.time() - t_start)
   return state, finished
