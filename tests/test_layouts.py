@@ -115,20 +115,27 @@ def test_client_records_are_the_data_sources_records(kinetics_ctp):
       assert r.path.endswith("/RGB_frames.zip") and os.path.isfile(r.path)
 
 
-def test_fedvssl_recipe_on_kinetics_ctp_with_fedvssl_partition_files(kinetics_ctp, tmp_path):
-  """configs/fedvssl.py (the paper's recipe, not the demo) on K400 in CtP's format with FedVSSL's client files."""
+@pytest.mark.parametrize("partition_files", [True, False])
+def test_fedvssl_recipe_on_kinetics_ctp(partition_files, kinetics_ctp, tmp_path):
+  """configs/fedvssl.py (the paper's recipe, not the demo) on K400 in CtP's format, with FedVSSL's client files, or
+  without them (FedVSSL's non-IID split of train.json, written into the workdir)."""
   pytest.importorskip("ray")
   workdir = tmp_path / "fed"
-  run_main("--config=configs/fedvssl.py", f"--workdir={workdir}", f"--config.data.root={kinetics_ctp}",
-           f"--config.federated.partitions.dir={os.path.join(kinetics_ctp, 'annotations', 'fedvssl_clients')}",
-           *CTP_TINY, *FED_TINY)
+  files = os.path.join(kinetics_ctp, "annotations", "fedvssl_clients")
+  proc = run_main("--config=configs/fedvssl.py", f"--workdir={workdir}", f"--config.data.root={kinetics_ctp}",
+                  *([f"--config.federated.partitions.dir={files}"] if partition_files else []), *CTP_TINY, *FED_TINY)
   rounds = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
   assert [r["round"] for r in rounds] == [1, 2]
+  # client_dist1/2: 2 classes x 3 videos each; the non-IID split of 4 classes x 3 videos: halves of 1 small + 1 large
+  sizes = [6, 6] if partition_files else [2, 4]
   for r in rounds:
     assert r["num_aggregated"] == 2 and r["num_failed"] == 0
-    assert sorted(c["num_examples"] for c in r["clients"]) == [6, 6]  # client_dist1/2: 2 classes x 3 videos
+    assert sorted(c["num_examples"] for c in r["clients"]) == sizes
     assert np.isfinite(r["global_loss"])
   assert os.path.isfile(workdir / "export" / "backbone" / "model.json")
+  if not partition_files:
+    assert "partitions.scheme=fedvssl-noniid" in proc.stdout
+    assert (workdir / "partitions" / "client_dist2.json").is_file()
 
 
 def test_paper_recipe_without_partition_files_writes_fedvssl_noniid_split(kinetics_ctp, tmp_path, capsys):
@@ -218,17 +225,3 @@ def test_goca_recipe_on_kinetics_official_with_extracted_flow(kinetics_with_flow
   results = _run("goca", workdir, {**GOCA_TINY, "data.root": kinetics_with_flow, "num_steps": 2, "log_every": 1})
   assert results["method"] == "goca" and results["steps"] == 2 and np.isfinite(_losses(workdir)).all()
   assert set(results["export"]) == {"rgb", "flow"}
-
-
-def test_fedvssl_goca_recipe_without_partition_files(kinetics_with_flow, tmp_path):
-  """configs/fedvssl.py:task=goca without partitions.dir: FedVSSL's non-IID split written into the workdir, 2 rounds."""
-  pytest.importorskip("ray")
-  workdir = tmp_path / "fed_goca"
-  flags = [f"--config.{k}={v}" for k, v in GOCA_TINY.items()]
-  proc = run_main("--config=configs/fedvssl.py:task=goca", f"--workdir={workdir}",
-                  f"--config.data.root={kinetics_with_flow}", *flags, *FED_TINY)
-  assert "partitions.scheme=fedvssl-noniid" in proc.stdout
-  assert (workdir / "partitions" / "client_dist2.json").is_file()
-  rounds = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
-  assert [r["round"] for r in rounds] == [1, 2] and all(r["num_aggregated"] == 2 for r in rounds)
-  assert os.path.isfile(workdir / "export" / "flow_backbone" / "model.json")
