@@ -83,9 +83,11 @@ def run_cli(config: ml_collections.ConfigDict, workdir: str, quiet_logs: bool = 
     return _print_error(str(e))
   except Exception as e:  # noqa: BLE001 - only an OSError about the user's paths / disk is turned into one line
     os_error = find_user_os_error(e)
-    if os_error is None:
-      raise
-    return _print_error(os_error_line(os_error))
+    if os_error is not None:
+      return _print_error(os_error_line(os_error))
+    if "No space left on device" in str(e):  # an asynchronous writer (Orbax) that re-raises the text only
+      return _print_error(f"{workdir}: no space left on device; free space or choose another --workdir")
+    raise
   if on_results is not None:
     on_results(results)
   return 0

@@ -122,6 +122,20 @@ def test_run_cli_turns_disk_full_into_one_line(tmp_path, capsys, monkeypatch):
   assert err.count("error:") == 1 and "no space left" in err and str(tmp_path / "checkpoints" / "5") in err
 
 
+def test_run_cli_disk_full_reported_as_text_only(tmp_path, capsys, monkeypatch):
+  from fedvssl_jax import runners
+
+  def full_disk(config, workdir):
+    raise ValueError("async save failed: [Errno 28] No space left on device")
+
+  monkeypatch.setattr(runners, "run", full_disk)
+  from configs import ctp
+
+  assert runners.run_cli(ctp.get_config("demo"), str(tmp_path), quiet_logs=False) == 2
+  err = capsys.readouterr().err
+  assert err.count("error:") == 1 and "no space left" in err and str(tmp_path) in err
+
+
 def test_run_cli_keeps_tracebacks_of_bugs(tmp_path, monkeypatch):
   from fedvssl_jax import runners
 
