@@ -40,7 +40,8 @@ def _free_port() -> int:
 def _start(args, workdir, num_processes: int, devices_per_process: int, log_dir):
   """Starts the processes of one job; returns [(Popen, log path)]."""
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices_per_process))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices_per_process),
+             FEDVSSL_JAX_HEARTBEAT_TIMEOUT_S="900")  # compiling on a loaded 2-core machine can starve heartbeats
   env.pop("XLA_FLAGS", None)
   procs = []
   for i in range(num_processes):
