@@ -96,7 +96,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     import jax
 
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
+                               process_id=process_id, **_timeouts())
     _first_collective()
     return "flags"
   cluster = detect_cluster()
@@ -104,9 +104,21 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     return None
   import jax
 
-  jax.distributed.initialize()
+  jax.distributed.initialize(**_timeouts())
   _first_collective()
   return cluster
+
+
+def _timeouts() -> dict[str, int]:
+  """`FEDVSSL_JAX_HEARTBEAT_TIMEOUT_S` in the environment raises JAX's 100 s heartbeat timeout: on an overloaded
+  machine (the CPU tests) a process compiling a large step can miss heartbeats that long and the job is aborted."""
+  value = os.environ.get("FEDVSSL_JAX_HEARTBEAT_TIMEOUT_S")
+  if not value:
+    return {}
+  try:
+    return {"heartbeat_timeout_seconds": int(value)}
+  except ValueError:
+    raise DistributedError(f"FEDVSSL_JAX_HEARTBEAT_TIMEOUT_S={value!r} is not an integer number of seconds") from None
 
 
 def _first_collective() -> None:
