@@ -78,9 +78,31 @@ def test_server_prints_waiting_and_round_progress(capsys):
   assert "waiting for 3 nodes (1 connected)" in out and "waiting for 3 nodes (2 connected)" in out
   assert "3 nodes connected after" in out
   with pytest.raises(TimeoutError, match="only 1 nodes connected"):
-    FedVSSLStrategy(min_available_nodes=3, wait_timeout_s=0.6)._wait_for_nodes(_Grid([[1]]))  # pylint: disable=protected-access
+    strat = FedVSSLStrategy(min_available_nodes=3, wait_timeout_s=0.6)
+    strat._wait_for_nodes(_Grid([[1]]))  # pylint: disable=protected-access
   replies = send_and_receive(_Grid([[1, 2]]), ["a", "b"], timeout=30.0, server_round=2, num_rounds=5,
                              poll_s=0.01)
   assert len(replies) == 2
   out = capsys.readouterr().out
   assert "round 2/5: 1/2 clients replied" in out and "round 2/5: 2/2 clients replied" in out
+
+
+def test_lab_script_comes_from_the_doc_and_overhead_from_metrics(tmp_path):
+  import json
+
+  from fedvssl_jax.federated import lab
+
+  blocks = lab.doc_blocks()
+  warm = lab.lab_script(3, 'config-arg=\\"x\\"')
+  assert blocks["setup"] in warm and blocks["start"] in warm
+  assert 'flwr run . lab --stream --run-config "config-arg=\\"x\\" num-server-rounds=3 ' in warm
+  cold = lab.lab_script(3, warm=False)
+  assert lab.WORKER_MODULE not in cold and "--isolation process" not in cold and "flower-supernode" in cold
+  metrics = tmp_path / "federated_metrics.jsonl"
+  rows = [{"round": 1, "round_time_s": 20.0, "clients": [{"train_time_s": 10.0}, {"train_time_s": 15.0}]},
+          {"round": 2, "round_time_s": 10.0, "clients": [{"train_time_s": 9.0}, {"train_time_s": 8.0}]},
+          {"round": 3, "round_time_s": 10.0, "clients": [{"train_time_s": 9.5}]}]
+  metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  got = lab.round_overhead(str(metrics))
+  assert got["kept_rounds"] == [2, 3] and got["rounds"][0]["overhead_s"] == 5.0
+  assert abs(got["median_overhead_s"] - 0.75) < 1e-9 and abs(got["total_overhead_frac"] - 1.5 / 20) < 1e-9
