@@ -148,7 +148,8 @@ def bench_federated(rounds: int, variants: list[str], lab_root: str, extra_run_c
         os.remove(path)
     env = dict(os.environ, PYTHONPATH=lab.repo_root() + os.pathsep + os.environ.get("PYTHONPATH", ""),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    script = lab.lab_script(rounds, extra_run_config, warm=variant == "warm")
+    script = lab.lab_script(rounds, extra_run_config, warm=variant == "warm",
+                            wait_for="$LAB/run/federated_summary.json")  # the doc's run workdir
     t0 = time.time()
     proc = lab.start_lab(script, lab_dir, lab.free_base_port(), env)
     print(f"[benchmark] {variant}: lab in {lab_dir}", flush=True)

@@ -67,15 +67,22 @@ def run_command(run_block: str, num_rounds: int, extra_run_config: str = "") -> 
   return line
 
 
-def lab_script(num_rounds: int, extra_run_config: str = "", warm: bool = True, path: str | None = None) -> str:
+def lab_script(num_rounds: int, extra_run_config: str = "", warm: bool = True, path: str | None = None,
+               wait_for: str = "") -> str:
   """A bash script: the doc's setup and start blocks, then its run (output to `$LAB/flwr_run.log`, exit status
-  appended as "flwr run exit N"). Needs LAB and PORT in the environment and the repository root as cwd."""
+  appended as "flwr run exit N"). Needs LAB and PORT in the environment and the repository root as cwd.
+
+  `wait_for`: a file (shell words allowed, e.g. "$LAB/run/federated_summary.json") the script then waits for: in
+  flwr 1.41 `flwr run --stream` can stop streaming (exit 0) while a long run goes on on the SuperLink.
+  """
   blocks = doc_blocks(path)
   start = blocks["start"] if warm else without_worker(blocks["start"])
-  return "\n".join([
-      "set -e", blocks["setup"], start, "set +e",
-      run_command(blocks["run"], num_rounds, extra_run_config) + ' > "$LAB/flwr_run.log" 2>&1',
-      'echo "flwr run exit $?" >> "$LAB/flwr_run.log"', ""])
+  lines = ["set -e", blocks["setup"], start, "set +e",
+           run_command(blocks["run"], num_rounds, extra_run_config) + ' > "$LAB/flwr_run.log" 2>&1',
+           'echo "flwr run exit $?" >> "$LAB/flwr_run.log"']
+  if wait_for:
+    lines.append(f'until [ -e "{wait_for}" ]; do sleep 2; done')
+  return "\n".join(lines + [""])
 
 
 def round_overhead(metrics_file: str, skip_rounds: int = 1) -> dict:
