@@ -62,8 +62,13 @@ def _runtime_client(address: str, root_certificates: bytes | None, component: st
                                                retry_invoker=make_simple_http_retry_invoker())
 
 
-def run_task(address: str, token: str, root_certificates: bytes | None, client_app) -> str:
-  """Runs one ClientApp task (the token's) in this process; returns its final sub-status ("completed"/"failed")."""
+def run_task(address: str, token: str, root_certificates: bytes | None, client_app) -> tuple[str, dict[str, float]]:
+  """Runs one ClientApp task (the token's) in this process.
+
+  Returns:
+    (final sub-status "completed" / "failed", seconds spent {"pull": message in, "app": the ClientApp, "push": reply
+    and task output out}).
+  """
   from flwr.app import Message
   from flwr.app.error import Error
   from flwr.common.constant import ErrorCode, SubStatus
@@ -75,13 +80,18 @@ def run_task(address: str, token: str, root_certificates: bytes | None, client_a
   heartbeat.start()
   message = context = reply = None
   sub_status, details = SubStatus.FAILED, "ClientApp task failed"
+  times = {"pull": 0.0, "app": 0.0, "push": 0.0}
+  t = time.monotonic()
   try:
     message, context, run, _ = pull_task_input(client)
+    times["pull"] = time.monotonic() - t
+    t = time.monotonic()
     project = str(run.fab_id).split("/")[-1]
     if project != PROJECT_NAME:
       raise RuntimeError(f"run {run.run_id} is app {run.fab_id!r}; this worker only runs {PROJECT_NAME!r} "
                          "(start flower-supernode without --isolation process for other apps)")
     reply = client_app(message=message, context=context)
+    times["app"] = time.monotonic() - t
     sub_status, details = SubStatus.COMPLETED, ""
   except Exception as ex:  # pylint: disable=broad-except
     logger.exception("ClientApp task raised")
@@ -90,6 +100,7 @@ def run_task(address: str, token: str, root_certificates: bytes | None, client_a
     if message is not None:
       reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message)
   finally:
+    t = time.monotonic()
     try:
       if reply is not None and context is not None:
         push_message(client, reply, context)
@@ -99,7 +110,8 @@ def run_task(address: str, token: str, root_certificates: bytes | None, client_a
     push_task_output(client=client, context=context, sub_status=sub_status, details=details)
     heartbeat.stop()
     client.close()
-  return sub_status
+    times["push"] = time.monotonic() - t
+  return sub_status, times
 
 
 def main(argv=None) -> int:
@@ -141,10 +153,11 @@ def main(argv=None) -> int:
         continue
       if res.HasField("task") and res.token:
         t0 = time.monotonic()
-        status = run_task(args.runtime_api_address, res.token, root, app)
+        status, times = run_task(args.runtime_api_address, res.token, root, app)
         done += 1
         print(f"[clientapp_worker] task {res.task.task_id} (run {res.task.run_id}) {status} in "
-              f"{time.monotonic() - t0:.1f}s; {done} tasks so far", flush=True)
+              f"{time.monotonic() - t0:.1f}s (pull {times['pull']:.1f}s, app {times['app']:.1f}s, push "
+              f"{times['push']:.1f}s); {done} tasks so far", flush=True)
         continue
       time.sleep(args.poll_s)
   except KeyboardInterrupt:  # the parent monitor's SIGINT
