@@ -221,6 +221,7 @@ def federated_config(demo: bool, strategy: str = "fedvssl", alpha: float = 0.9, 
       max_steps_per_round=-1,
       round_timeout_s=7200.0,     # includes each client's JAX compile in its first round (docs/federated.md)
       wait_timeout_s=600.0,       # how long to wait for min_available_nodes to connect / partition-id replies
+      progress_every_s=5.0,       # server: seconds between "waiting for N nodes" / "k/n clients replied" lines
       sampling_seed=0,
       client_resources=ml_collections.ConfigDict(dict(num_cpus=2, num_gpus=1.0)),
       # dir: FedVSSL client_dist{k}.json files; without it the train split is cut by `scheme` (FedVSSL's non-IID

@@ -6,6 +6,9 @@
   # input pipeline clips/s (16x112x112 CtP training clips and GOCA RGB+flow examples from 340x256 videos): the naive
   # reader, the mp4 files, ArrayRecord-of-mp4 and the prepared JPEG frames (TFDS), at 1 and 2 grain workers
   python scripts/benchmark.py --mode=pipeline --out /tmp/bench_pipeline.json
+  # Flower deployment (docs/federated.md section 3a, run as written: TLS SuperLink + 2 SuperNodes on 127.0.0.1) on
+  # the demo: the share of each round spent outside local training, warm workers vs Flower's process per message
+  python scripts/benchmark.py --mode=federated --rounds=5 --variants=warm,subprocess --lab-dir=/tmp/fedvssl_bench
 
 Train mode times full SGD steps (forward, backward, update; momentum 0.9, weight decay) of the classifier (backbone + fc
 over 400 classes) on random clips, after warm-up/compilation, and reports steps/s, clips/s and achieved TFLOP/s (from
@@ -123,9 +126,53 @@ def bench_torch(batch: int, frames: int, size: int, steps: int, warmup: int, dty
           "tflops": flops / dt / 1e12 if flops else None}
 
 
+def bench_federated(rounds: int, variants: list[str], lab_root: str, extra_run_config: str, timeout_s: float
+                    ) -> list[dict]:
+  """Runs the documented one-machine deployment once per variant ("warm": SuperNodes with `--isolation process` and
+  the ClientApp worker, as the doc; "subprocess": Flower's default, a fresh ClientApp process per message), one after
+  the other, and returns each run's round overhead (`fedvssl_jax.federated.lab.round_overhead`, rounds >= 2)."""
+  import shutil
+  import subprocess
+
+  from fedvssl_jax.federated import lab
+
+  out = []
+  for variant in variants:
+    if variant not in ("warm", "subprocess"):
+      raise ValueError(f"--variants: unknown {variant!r} (warm | subprocess)")
+    lab_dir = os.path.join(os.path.abspath(lab_root), variant)
+    for sub in ("run", "nodes", "state.db"):  # a fresh run; certificates and the Flower home are kept
+      path = os.path.join(lab_dir, sub)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+    env = dict(os.environ, PYTHONPATH=lab.repo_root() + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    script = lab.lab_script(rounds, extra_run_config, warm=variant == "warm",
+                            wait_for="$LAB/run/federated_summary.json")  # the doc's run workdir
+    t0 = time.time()
+    proc = lab.start_lab(script, lab_dir, lab.free_base_port(), env)
+    print(f"[benchmark] {variant}: lab in {lab_dir}", flush=True)
+    try:
+      proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+      pass
+    finally:
+      lab.stop_lab(proc)
+    metrics = os.path.join(lab_dir, "run", "federated_metrics.jsonl")
+    if not os.path.exists(metrics):
+      raise RuntimeError(f"{variant}: no {metrics}\n{lab.log_tails(lab_dir)}")
+    res = lab.round_overhead(metrics)
+    res.update(variant=variant, wall_s=time.time() - t0, lab_dir=lab_dir)
+    print(json.dumps(res), flush=True)
+    out.append(res)
+  return out
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--mode", choices=["train", "pipeline"], default="train")
+  p.add_argument("--mode", choices=["train", "pipeline", "federated"], default="train")
   p.add_argument("--arch", default="r3d_18")
   p.add_argument("--batch", type=int, default=2)
   p.add_argument("--frames", type=int, default=8)
@@ -140,12 +187,21 @@ def main(argv=None) -> int:
   p.add_argument("--seconds", type=float, default=20.0, help="pipeline: measuring time per reader")
   p.add_argument("--workers", default="1,2", help="pipeline: grain worker counts")
   p.add_argument("--no-goca", action="store_true", help="pipeline: CtP clips only (no GOCA RGB + flow examples)")
+  p.add_argument("--rounds", type=int, default=5, help="federated: num-server-rounds")
+  p.add_argument("--variants", default="warm,subprocess", help="federated: comma-separated warm,subprocess")
+  p.add_argument("--lab-dir", default="/tmp/fedvssl_bench", help="federated: one lab directory per variant in here")
+  p.add_argument("--run-config", default="", help="federated: more --run-config keys, escaped for a \"...\" string")
+  p.add_argument("--timeout-s", type=float, default=3600.0, help="federated: limit per variant")
   p.add_argument("--out", default="", help="write the figures as JSON here")
   args = p.parse_args(argv)
 
   record = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-            "machine": _machine(), "results": []}
-  if args.mode == "pipeline":
+            "machine": _machine(), "load_before": os.getloadavg(), "results": []}
+  if args.mode == "federated":
+    record["results"] = bench_federated(args.rounds, args.variants.split(","), args.lab_dir, args.run_config,
+                                        args.timeout_s)
+    record["load_after"] = os.getloadavg()
+  elif args.mode == "pipeline":
     from input_pipeline import benchmark as pipeline_benchmark
 
     result = pipeline_benchmark.pipeline_benchmark(

@@ -30,6 +30,30 @@ from fedvssl_jax.federated.arrays import flat_float32, in_key_order
 logger = logging.getLogger(__name__)
 
 
+# The last state each client saved in this process: {(abs workdir, partition id): (round, fingerprint, arrays,
+# meta)}. A warm process (a Ray actor, `clientapp_worker`) serves a client's next round from it instead of restoring
+# from Orbax, when that round is still the newest one on disk before the round asked for and its files are unchanged.
+_LAST_SAVED: dict[tuple[str, int], tuple[int, tuple, dict[str, np.ndarray], dict[str, Any]]] = {}
+
+
+def _fingerprint(step_dir: str) -> tuple:
+  """(relative path, size, mtime_ns) of every file of a stored step: any rewrite of it changes this."""
+  out = []
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      st = os.stat(os.path.join(root, name))
+      out.append((os.path.relpath(os.path.join(root, name), step_dir), st.st_size, st.st_mtime_ns))
+  return tuple(sorted(out))
+
+
+def _disk_steps(state_root: str) -> list[int]:
+  """Finished Orbax steps under `state_root` (integer directory names; temporary ones are not integers)."""
+  try:
+    return sorted(int(n) for n in os.listdir(state_root) if n.isdigit())
+  except FileNotFoundError:
+    return []
+
+
 class ClientStateError(RuntimeError):
   """A stored client state exists but cannot be read."""
 
@@ -78,6 +102,11 @@ def load_client_state(workdir: str, partition_id: int, before_round: int | None 
   state_root = os.path.join(client_dir(workdir, partition_id), "state")
   if not os.path.isdir(state_root):
     return None
+  cached = _LAST_SAVED.get((os.path.abspath(workdir), int(partition_id)))
+  if cached is not None:
+    steps = [s for s in _disk_steps(state_root) if before_round is None or s < before_round]
+    if steps and steps[-1] == cached[0] and _fingerprint(os.path.join(state_root, str(cached[0]))) == cached[1]:
+      return {k: v.copy() for k, v in cached[2].items()}, dict(cached[3])
   import orbax.checkpoint as ocp
 
   mngr, path = _manager(workdir, partition_id)
@@ -127,4 +156,8 @@ def save_client_state(workdir: str, partition_id: int, server_round: int, arrays
     mngr.wait_until_finished()
   finally:
     mngr.close()
-  return os.path.join(path, str(int(server_round)))
+  meta_out = {k: v for k, v in m.items() if k != "keys"}
+  step_dir = os.path.join(path, str(int(server_round)))
+  _LAST_SAVED[(os.path.abspath(workdir), int(partition_id))] = (
+      int(server_round), _fingerprint(step_dir), {k: v.copy() for k, v in flat.items()}, meta_out)
+  return step_dir

@@ -113,6 +113,20 @@ RUN_CONFIG_DEFAULTS = {
     "workdir": "workdir/flwr_run",
 }
 
+# Flat run-config keys for the common knobs (Flower's `flwr new` style, `--run-config "num-server-rounds=2"`) -> the
+# dotted config key they set. An empty string (their default in pyproject.toml) keeps the config file's value.
+FLAT_RUN_CONFIG_KEYS = {
+    "num-server-rounds": "federated.num_rounds",
+    "local-epochs": "federated.local_epochs",
+    "fraction-train": "federated.fraction_train",
+    "min-train-nodes": "federated.min_train_nodes",
+    "alpha": "federated.alpha",
+    "beta": "federated.beta",
+    "strategy": "federated.strategy",
+}
+# Flat keys that pick a variant of the config file: appended to `config-arg` as `key=value` (configs/fedvssl.py).
+VARIANT_RUN_CONFIG_KEYS = ("task",)
+
 
 def _package_root() -> str:
   import os
@@ -231,8 +245,11 @@ def config_from_run_config(run_config) -> ml_collections.ConfigDict:
     config-arg: the variant string passed to `get_config` (the part after ":" of `--config=file.py:arg`).
     overrides: a JSON object of `{"dotted.key": value}` applied in order (e.g. '{"federated.num_rounds": 3}');
       JSON lists become tuples for tuple fields.
+    num-server-rounds, local-epochs, fraction-train, min-train-nodes, alpha, beta, strategy: the common knobs as
+      flat keys (`FLAT_RUN_CONFIG_KEYS`), applied after `overrides`; "" keeps the config file's value.
+    task: a variant of the config file (`configs/fedvssl.py`: ctp | vcop | speed | goca), appended to config-arg.
     override.<dotted.key>: flat per-key overrides (TOML tables under `[tool.flwr.app.config.override]`), applied
-      after `overrides`.
+      last.
     workdir: the run directory (not part of the ConfigDict; see `workdir_from_run_config`).
 
   Raises:
@@ -242,7 +259,11 @@ def config_from_run_config(run_config) -> ml_collections.ConfigDict:
 
   rc = dict(RUN_CONFIG_DEFAULTS)
   rc.update(dict(run_config or {}))
-  config = load_config_file(str(rc["config-file"]), str(rc.get("config-arg") or "") or None)
+  arg = str(rc.get("config-arg") or "")
+  for k in VARIANT_RUN_CONFIG_KEYS:
+    if str(rc.get(k, "")) != "":
+      arg = f"{arg},{k}={rc[k]}" if arg else f"{k}={rc[k]}"
+  config = load_config_file(str(rc["config-file"]), arg or None)
   overrides = rc.get("overrides") or ""
   if overrides:
     try:
@@ -253,10 +274,40 @@ def config_from_run_config(run_config) -> ml_collections.ConfigDict:
       raise ValueError(f"run config 'overrides' must be a JSON object, got {overrides!r}")
     for k, v in parsed.items():
       apply_override(config, k, v)
+  for k, dotted in FLAT_RUN_CONFIG_KEYS.items():
+    v = rc.get(k, "")
+    if isinstance(v, str) and v == "":
+      continue
+    apply_override(config, dotted, _check_flat_type(k, dotted, config, v))
   for k, v in rc.items():
     if k.startswith("override."):
       apply_override(config, k[len("override."):], v)
   return config
+
+
+def _check_flat_type(key: str, dotted: str, config: ml_collections.ConfigDict, value):
+  """`value` as the config field's type: a number for a number (an int field takes whole numbers only).
+
+  Raises:
+    KeyError / ValueError naming the run-config key.
+  """
+  node = config
+  for part in dotted.split("."):
+    if part not in node:
+      raise KeyError(f"run config {key!r}: the config has no key {dotted!r}")
+    node = node[part]
+  current = node
+  if isinstance(current, bool) or isinstance(value, bool):
+    ok = isinstance(current, bool) == isinstance(value, bool)
+  elif isinstance(current, int):
+    ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+  elif isinstance(current, float):
+    ok = isinstance(value, (int, float))
+  else:
+    ok = isinstance(value, type(current))
+  if not ok:
+    raise ValueError(f"run config {key!r}={value!r}: {dotted} needs a {type(current).__name__}")
+  return int(value) if isinstance(current, int) and not isinstance(current, bool) else value
 
 
 def workdir_from_run_config(run_config, node_config=None) -> str:

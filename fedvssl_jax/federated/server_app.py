@@ -106,6 +106,36 @@ def _check_resume(stored: Mapping[str, Any], current: Mapping[str, Any]) -> None
         f"{diff}; use a new workdir or the same config.federated")
 
 
+def send_and_receive(grid: Grid, messages, *, timeout: float, server_round: int, num_rounds: int,
+                     progress_every_s: float = 5.0, poll_s: float = 0.2) -> list:
+  """`grid.send_and_receive` with progress: pushes `messages`, pulls replies every `poll_s` seconds (Flower's own
+  loop sleeps 3 s between pulls) until all have replied or `timeout` seconds passed, and prints
+  "[federated] round r/R: k/n clients replied, t s" on each reply and every `progress_every_s` seconds."""
+  t0 = time.monotonic()
+  pending = set(grid.push_messages(messages))
+  n = len(pending)
+  replies: list = []
+  last_log = 0.0
+  while pending:
+    got = list(grid.pull_messages(pending))
+    if got:
+      replies.extend(got)
+      pending.difference_update({m.metadata.reply_to_message_id for m in got})
+    elapsed = time.monotonic() - t0
+    if got or elapsed - last_log >= progress_every_s:
+      print(f"[federated] round {server_round}/{num_rounds}: {len(replies)}/{n} clients replied, {elapsed:.1f}s",
+            flush=True)
+      last_log = elapsed
+    if not pending:
+      break
+    if elapsed >= timeout:
+      print(f"[federated] round {server_round}/{num_rounds}: {len(pending)} of {n} clients did not reply within "
+            f"{timeout:.0f}s (config.federated.round_timeout_s)", flush=True)
+      break
+    time.sleep(poll_s)
+  return replies
+
+
 def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) the federated rounds; returns {"rounds": R, "resumed_from": r0, "final_global": path, ...}."""
   fed = config.federated
@@ -136,7 +166,8 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
       t0 = time.time()
       train_config = ConfigRecord({"local-epochs": local_epochs})
       messages = strategy.configure_train(rnd, global_record, train_config, grid)
-      replies = grid.send_and_receive(messages, timeout=timeout)
+      replies = send_and_receive(grid, messages, timeout=timeout, server_round=rnd, num_rounds=num_rounds,
+                                 progress_every_s=float(fed.get("progress_every_s", 5.0)))
       # The aggregate, already serialised by the strategy: sent as is in the next round.
       global_record, _ = strategy.aggregate_train(rnd, replies)
       report = strategy.last_report

@@ -125,12 +125,13 @@ class FedVSSLStrategy(FedAvg):
     min_available_nodes: nodes that must be connected before sampling.
     sampling_seed: seed of the per-round partition sampling.
     wait_timeout_s: how long to wait for `min_available_nodes` nodes / partition-id replies before failing.
+    log_every_s: seconds between "waiting for N nodes (k connected)" lines while waiting.
   """
 
   def __init__(self, *, mode: str = "fedvssl", alpha: float = 0.0, beta: int = 0, ema_factor: float = 0.5,
                mix_coeff: float = 0.9,
                fraction_train: float = 1.0, min_train_nodes: int = 2, min_available_nodes: int = 2,
-               sampling_seed: int = 0, wait_timeout_s: float = 600.0):
+               sampling_seed: int = 0, wait_timeout_s: float = 600.0, log_every_s: float = 5.0):
     if mode not in MODES:
       raise ValueError(f"config.federated.strategy: unknown mode {mode!r}; known: {', '.join(MODES)}")
     if not 0.0 < fraction_train <= 1.0:
@@ -149,6 +150,7 @@ class FedVSSLStrategy(FedAvg):
     self.baseline_previous: list[np.ndarray] | None = None  # flower_baseline: its previous 2N-array list
     self.sampling_seed = int(sampling_seed)
     self.wait_timeout_s = float(wait_timeout_s)
+    self.log_every_s = float(log_every_s)
     self.previous_global: dict[str, np.ndarray] | None = None  # global after the last round (beta averaging)
     self.current_global: dict[str, np.ndarray] | None = None
     self.partitions: dict[int, int] = {}  # node id -> partition id
@@ -166,7 +168,8 @@ class FedVSSLStrategy(FedAvg):
                ema_factor=float(f.get("ema_factor", 0.5)), mix_coeff=float(f.get("mix_coeff", 0.9)),
                fraction_train=float(f.get("fraction_train", 1.0)),
                min_train_nodes=int(f.get("min_train_nodes", 2)), min_available_nodes=min_available,
-               sampling_seed=int(f.get("sampling_seed", 0)), wait_timeout_s=float(f.get("wait_timeout_s", 600.0)))
+               sampling_seed=int(f.get("sampling_seed", 0)), wait_timeout_s=float(f.get("wait_timeout_s", 600.0)),
+               log_every_s=float(f.get("progress_every_s", 5.0)))
 
   def strategy_config(self) -> dict[str, Any]:
     """The aggregation settings a resumed run must share (stored with the server state)."""
@@ -181,16 +184,26 @@ class FedVSSLStrategy(FedAvg):
   # --- sampling -------------------------------------------------------------------------------------------------
 
   def _wait_for_nodes(self, grid) -> list[int]:
-    deadline = time.monotonic() + self.wait_timeout_s
+    """The connected node ids once at least `min_available_nodes` are; prints "waiting for N nodes (k connected)"
+    every `log_every_s` seconds while it waits (to stdout, which `flwr run --stream` shows)."""
+    t0 = time.monotonic()
+    last_log = -math.inf
     while True:
       nodes = sorted(int(n) for n in grid.get_node_ids())
       if len(nodes) >= self.min_available_nodes:
+        if last_log > -math.inf:
+          print(f"[federated] {len(nodes)} nodes connected after {time.monotonic() - t0:.0f}s", flush=True)
         return nodes
-      if time.monotonic() > deadline:
+      elapsed = time.monotonic() - t0
+      if elapsed > self.wait_timeout_s:
         raise TimeoutError(f"only {len(nodes)} nodes connected after {self.wait_timeout_s:.0f}s, "
-                           f"need {self.min_available_nodes} (config.federated.min_available_nodes)")
-      logger.info("waiting for nodes: %d connected, %d needed", len(nodes), self.min_available_nodes)
-      time.sleep(1.0)
+                           f"need {self.min_available_nodes} (config.federated.min_available_nodes, "
+                           "config.federated.wait_timeout_s)")
+      if elapsed - last_log >= self.log_every_s:
+        print(f"[federated] waiting for {self.min_available_nodes} nodes ({len(nodes)} connected), "
+              f"{elapsed:.0f}s of {self.wait_timeout_s:.0f}s", flush=True)
+        last_log = elapsed
+      time.sleep(0.5)
 
   def _learn_partitions(self, grid, nodes: list[int]) -> None:
     unknown = [n for n in nodes if n not in self.partitions]
