@@ -7,8 +7,8 @@ The algorithm is Zach, Pock & Bischof's Dual TV-L1 (2007) in the variant of Sanc
     scales whose image would be under 16 px on a side are dropped. Flow starts at zero on the coarsest scale and is
     resized (bilinear) and divided by `scale_step` on the way up.
   * per scale, zero dual variables; per warp, I1 and its centred gradient are warped by the current flow with
-    bicubic interpolation (a = -0.75, coordinates rounded to 1/32 px, taps outside the image read 0, as `cv2.remap`
-    with INTER_CUBIC and BORDER_CONSTANT), then up to `outer_iterations` x `inner_iterations` steps of: thresholding
+    bicubic interpolation (a = -0.75, taps outside the image read 0, as `cv2.remap` with INTER_CUBIC and
+    BORDER_CONSTANT), then up to `outer_iterations` x `inner_iterations` steps of: thresholding
     (v), primal update (u = v + theta div p), dual update (p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)),
     with a `median_filtering` x `median_filtering` median of u (edges replicated) before each run of inner steps.
   * stopping: a pair stops iterating (in this warp) once the sum over pixels of |u_new - u_old|^2 is no more than
@@ -37,8 +37,6 @@ from input_pipeline.flow import DEFAULT_TVL1, TVL1Params
 
 MIN_SCALE_SIZE = 16
 _CUBIC_A = -0.75
-_REMAP_TAB = 32  # cv2.remap rounds map coordinates to 1/32 px (INTER_TAB_SIZE)
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def pyramid_sizes(h: int, w: int, params: TVL1Params) -> list[tuple[int, int]]:
@@ -53,26 +51,31 @@ def pyramid_sizes(h: int, w: int, params: TVL1Params) -> list[tuple[int, int]]:
   return sizes
 
 
-def _resize_matrix(n_out: int, n_in: int, scale: float) -> np.ndarray:
-  """[n_out, n_in] bilinear weights of `cv2.resize(INTER_LINEAR)` along one axis; `scale` = input px per output px."""
-  m = np.zeros((n_out, n_in), np.float64)
-  for o in range(n_out):
-    f = (o + 0.5) * scale - 0.5
-    i = int(np.floor(f))
-    t = f - i
-    if i < 0:
-      i, t = 0, 0.0
-    if i >= n_in - 1:
-      i, t = n_in - 1, 0.0
-    m[o, i] += 1.0 - t
-    if t > 0:
-      m[o, i + 1] += t
-  return m.astype(np.float32)
+def _resize_taps(n_out: int, n_in: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Bilinear taps of `cv2.resize(INTER_LINEAR)` along one axis: (i0, i1) [n_out] int32 and weight of i1 [n_out].
+
+  `scale` = input px per output px; half-pixel centres, edges clamped.
+  """
+  f = (np.arange(n_out) + 0.5) * scale - 0.5
+  i0 = np.floor(f).astype(np.int64)
+  t = f - i0
+  low, high = i0 < 0, i0 >= n_in - 1
+  t[low | high] = 0.0
+  i0 = np.clip(i0, 0, n_in - 1)
+  i1 = np.minimum(i0 + 1, n_in - 1)
+  return i0.astype(np.int32), i1.astype(np.int32), t.astype(np.float32)
 
 
-def _resize(x: jax.Array, ry: np.ndarray, rx: np.ndarray) -> jax.Array:
-  """[N, H, W] -> [N, H', W'] with row / column weight matrices [H', H], [W', W]."""
-  return jnp.einsum("oh,nhw,pw->nop", ry, x, rx, precision=_HIGHEST)
+def _resize(x: jax.Array, out_hw: tuple[int, int], scale: tuple[float, float]) -> jax.Array:
+  """[N, H, W] -> [N, H', W'] bilinear (`cv2.resize(INTER_LINEAR)`); `scale` = input px per output px (y, x).
+
+  Elementwise taps rather than a matrix product, so every pair is computed the same way whatever the batch size.
+  """
+  h, w = x.shape[1:]
+  i0, i1, t = _resize_taps(out_hw[1], w, scale[1])
+  x = x[:, :, i0] * (1.0 - t) + x[:, :, i1] * t
+  i0, i1, t = _resize_taps(out_hw[0], h, scale[0])
+  return x[:, i0, :] * (1.0 - t)[:, None] + x[:, i1, :] * t[:, None]
 
 
 def centered_gradient(img: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -149,16 +152,17 @@ def _cubic_weights(t: jax.Array) -> jax.Array:
 def warp_bicubic(imgs: jax.Array, u1: jax.Array, u2: jax.Array) -> jax.Array:
   """Samples [N, H, W, C] images at (x + u1, y + u2) like `cv2.remap(INTER_CUBIC, BORDER_CONSTANT 0)`.
 
-  Coordinates are rounded to 1/32 px as OpenCV does; taps outside the image read 0. Returns [N, H, W, C].
+  Taps outside the image read 0. Coordinates are used as they are (OpenCV 5.0's remap does; 4.x rounded them to
+  1/32 px). Returns [N, H, W, C].
   """
   n, h, w, c = imgs.shape
   ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
-  qx = jnp.round((xs + u1) * _REMAP_TAB)
-  qy = jnp.round((ys + u2) * _REMAP_TAB)
-  ix = jnp.floor(qx / _REMAP_TAB)
-  iy = jnp.floor(qy / _REMAP_TAB)
-  wx = _cubic_weights((qx - ix * _REMAP_TAB) / _REMAP_TAB)  # [N, H, W, 4]
-  wy = _cubic_weights((qy - iy * _REMAP_TAB) / _REMAP_TAB)
+  x = xs + u1
+  y = ys + u2
+  ix = jnp.floor(x)
+  iy = jnp.floor(y)
+  wx = _cubic_weights(x - ix)  # [N, H, W, 4]
+  wy = _cubic_weights(y - iy)
   pad = 2
   padded = jnp.pad(imgs, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   wp = w + 2 * pad
@@ -169,8 +173,11 @@ def warp_bicubic(imgs: jax.Array, u1: jax.Array, u2: jax.Array) -> jax.Array:
   cy = jnp.clip(iy.astype(jnp.int32)[..., None] + offs, -pad, h - 1 + pad) + pad
   idx = (cy[..., :, None] * wp + cx[..., None, :]).reshape(n, h * w * 16)
   taps = jnp.take_along_axis(flat, idx[..., None], axis=1).reshape(n, h, w, 4, 4, c)
-  weights = wy[..., :, None] * wx[..., None, :]  # [N, H, W, 4, 4]
-  return jnp.einsum("nhwyxc,nhwyx->nhwc", taps, weights, precision=_HIGHEST)
+  out = jnp.zeros((n, h, w, c), imgs.dtype)
+  for a in range(4):  # a fixed order of the 16 terms (as OpenCV sums them), the same for every batch size
+    for b in range(4):
+      out = out + taps[:, :, :, a, b, :] * (wy[..., a] * wx[..., b])[..., None]
+  return out
 
 
 def _one_scale(i0: jax.Array, i1: jax.Array, u1: jax.Array, u2: jax.Array,
@@ -261,10 +268,9 @@ def _tvl1(prev: jax.Array, nxt: jax.Array, params: TVL1Params) -> jax.Array:
   sizes = pyramid_sizes(h, w, params)
   i0s, i1s = [prev.astype(jnp.float32)], [nxt.astype(jnp.float32)]
   inv = 1.0 / params.scale_step
-  for (ph, pw), (sh, sw) in zip(sizes[:-1], sizes[1:]):
-    ry, rx = _resize_matrix(sh, ph, inv), _resize_matrix(sw, pw, inv)
-    i0s.append(_resize(i0s[-1], ry, rx))
-    i1s.append(_resize(i1s[-1], ry, rx))
+  for size in sizes[1:]:
+    i0s.append(_resize(i0s[-1], size, (inv, inv)))
+    i1s.append(_resize(i1s[-1], size, (inv, inv)))
   u1 = jnp.zeros((n,) + sizes[-1], jnp.float32)
   u2 = jnp.zeros_like(u1)
   for s in range(len(sizes) - 1, -1, -1):
@@ -272,9 +278,8 @@ def _tvl1(prev: jax.Array, nxt: jax.Array, params: TVL1Params) -> jax.Array:
     if s == 0:
       break
     (sh, sw), (th, tw) = sizes[s], sizes[s - 1]
-    ry, rx = _resize_matrix(th, sh, sh / th), _resize_matrix(tw, sw, sw / tw)
-    u1 = _resize(u1, ry, rx) * jnp.float32(inv)
-    u2 = _resize(u2, ry, rx) * jnp.float32(inv)
+    u1 = _resize(u1, (th, tw), (sh / th, sw / tw)) * jnp.float32(inv)
+    u2 = _resize(u2, (th, tw), (sh / th, sw / tw)) * jnp.float32(inv)
   return jnp.stack([u1, u2], axis=-1)
 
 
