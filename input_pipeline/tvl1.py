@@ -94,7 +94,8 @@ def forward_gradient(u: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def divergence(px: jax.Array, py: jax.Array) -> jax.Array:
   """Backward-difference divergence (the negative adjoint of `forward_gradient`), zero outside the image."""
-  return (px - jnp.pad(px[:, :, :-1], ((0, 0), (0, 0), (1, 0)))) + (py - jnp.pad(py[:, :-1, :], ((0, 0), (1, 0), (0, 0))))
+  dx = px - jnp.pad(px[:, :, :-1], ((0, 0), (0, 0), (1, 0)))
+  return dx + (py - jnp.pad(py[:, :-1, :], ((0, 0), (1, 0), (0, 0))))
 
 
 @functools.lru_cache(maxsize=None)

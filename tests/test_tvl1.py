@@ -2,6 +2,7 @@
 against OpenCV's flow on pairs with known motion, batching / sharding invariance, errors."""
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -106,3 +107,49 @@ def test_errors():
     tvl1.tvl1_batch(x, x, dataclasses.replace(flow_lib.DEFAULT_TVL1, median_filtering=4))
   with pytest.raises(ValueError, match="unknown motion"):
     flow_pairs.motion_pair("shear", 8, 8)
+
+
+def _moving_video(n, h, w, dx, seed):
+  """n uint8 RGB frames of a textured pair sequence translating by dx px per frame."""
+  big = flow_pairs.motion_pair("translation", h, w + n * dx, seed=seed)[0]
+  return np.stack([np.repeat(big[:, (n - i) * dx:(n - i) * dx + w, None], 3, axis=-1) for i in range(n)])
+
+
+@needs_optflow
+def test_video_flow_backends_agree():
+  """Both backends give the same encoded flow video up to a few grey levels (FAST_TVL1, 32 px frames)."""
+  frames = _moving_video(5, 32, 32, 1, seed=3)
+  grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+  a = flow_lib.video_flow(grays, flow_lib.FAST_TVL1, backend="opencv")
+  b = flow_lib.video_flow(grays, flow_lib.FAST_TVL1, backend="jax", batch_size=3)  # 4 pairs: one padded batch
+  assert a.shape == b.shape == (5, 32, 32, 3) and b.dtype == np.uint8
+  np.testing.assert_array_equal(b[-1], b[-2])
+  diff = np.abs(a.astype(np.int32) - b.astype(np.int32))[:, 4:-4, 4:-4]
+  assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (diff.mean(), np.percentile(diff, 99))
+  # the motion is recovered: u ~ +1 px is level round((1 + 20) * 255 / 40) = 134
+  assert abs(float(np.median(b[:-1, 4:-4, 4:-4, 2])) - 134) <= 2
+
+
+@needs_optflow
+def test_folder_made_by_one_backend_resumes_with_the_other(tmp_path):
+  from input_pipeline import video as video_lib
+
+  videos = tmp_path / "videos"
+  for i in range(2):
+    video_lib.write_video(videos / f"v{i}.mp4", _moving_video(4, 32, 32, 1, seed=i), fps=10)
+  out = tmp_path / "videos_flow"
+  kw = dict(short_side=None, params=flow_lib.FAST_TVL1, log_fn=lambda _: None)
+  s = flow_lib.extract_flow_folder(str(videos), str(out), workers=1, backend="opencv", **kw)
+  assert s["done"] == 2
+  record = (out / flow_lib.PARAMS_FILE).read_text()
+  os.remove(out / "v1.mp4")
+  lines = []
+  s = flow_lib.extract_flow_folder(str(videos), str(out), backend="jax", batch_size=4,
+                                   **dict(kw, log_fn=lines.append))
+  assert s["skipped"] == 1 and s["done"] == 1 and not s["failed"], s
+  assert "jax backend" in lines[0]
+  assert (out / flow_lib.PARAMS_FILE).read_text() == record  # same settings: files are interchangeable
+  assert video_lib.video_num_frames(str(out / "v1.mp4")) == 4
+  with pytest.raises(ValueError, match="backend 'cuda'"):
+    flow_lib.extract_flow_folder(str(videos), str(out), backend="cuda", **kw)
+  assert flow_lib.resolve_backend("auto") == ("jax" if jax.default_backend() != "cpu" else flow_lib.CPU_BACKEND)
