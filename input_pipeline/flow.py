@@ -56,16 +56,21 @@ BACKENDS = ("auto", "jax", "opencv")
 # The faster backend on a CPU-only machine: scripts/benchmark.py --mode=flow (docs/benchmarks.md, TV-L1 section).
 CPU_BACKEND = "jax"
 # Frame pairs per tvl1_batch call by default (the last batch of a video is padded, so each frame size compiles
-# once): 1 on a CPU, where batch 1 was the fastest (docs/benchmarks.md); 8 on accelerators (not yet measured).
-JAX_BATCH_CPU = 1
+# once). On a CPU about one 256x340 frame's pixels per call: at 256x340 batch 1 was the fastest (docs/benchmarks.md;
+# larger batches fall out of the caches), while small frames need batches to amortise the per-call cost. On
+# accelerators 8 pairs (not yet measured).
+JAX_PIXELS_PER_CALL_CPU = 256 * 340
+JAX_MAX_BATCH_CPU = 64
 JAX_BATCH_ACCELERATOR = 8
 
 
-def default_batch_size() -> int:
-  """Frame pairs per call of the jax backend when none is given (JAX_BATCH_CPU or JAX_BATCH_ACCELERATOR)."""
+def default_batch_size(height: int, width: int) -> int:
+  """Frame pairs per call of the jax backend when none is given (see JAX_PIXELS_PER_CALL_CPU)."""
   import jax
 
-  return JAX_BATCH_CPU if jax.default_backend() == "cpu" else JAX_BATCH_ACCELERATOR
+  if jax.default_backend() != "cpu":
+    return JAX_BATCH_ACCELERATOR
+  return int(min(JAX_MAX_BATCH_CPU, max(1, round(JAX_PIXELS_PER_CALL_CPU / (height * width)))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,12 +255,11 @@ def _jax_flows(frames_gray: Sequence[np.ndarray], params: TVL1Params, batch_size
 
   from input_pipeline import tvl1
 
-  batch_size = int(batch_size or default_batch_size())
+  grays = np.stack([_to_gray(g, "video_flow: frame") for g in frames_gray]).astype(np.float32)
+  batch_size = int(batch_size or default_batch_size(*grays.shape[1:]))
   mesh = None
   if jax.default_backend() != "cpu" and jax.local_device_count() > 1:
     mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
-
-  grays = np.stack([_to_gray(g, "video_flow: frame") for g in frames_gray]).astype(np.float32)
   prev, nxt = grays[:-1], grays[1:]
   n = len(prev)
   out = []
@@ -278,7 +282,7 @@ def video_flow(frames_gray: Sequence[np.ndarray], params: TVL1Params = DEFAULT_T
     params: TV-L1 parameters.
     bound: flow clipped to +-bound px before the 8-bit encoding (GOCA: 20 px at short side 256).
     backend: "opencv", "jax" or "auto" (see the module doc).
-    batch_size: frame pairs per call of the jax backend (None: `default_batch_size()`).
+    batch_size: frame pairs per call of the jax backend (None: `default_batch_size(H, W)`).
 
   Returns:
     uint8 [N, H, W, 3] (128, v, u): frame i = encode(TVL1(gray[i], gray[i+1])), the last repeats frame N-2.
@@ -465,7 +469,7 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
     log_fn: progress lines (default: print to stderr).
     backend: "opencv", "jax" or "auto" (see the module doc); the files are the same either way, so the backend is
       not part of the recorded settings.
-    batch_size: frame pairs per call of the jax backend (None: `default_batch_size()`).
+    batch_size: frame pairs per call of the jax backend (None: `default_batch_size(H, W)`).
 
   Returns:
     {"total", "done", "skipped", "failed": [(relpath, error), ...], "seconds"}.
@@ -498,7 +502,7 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
   with open(os.path.join(out_dir, PARAMS_FILE), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=2)
   if backend == "jax":
-    how = f"jax backend, batches of {batch_size or default_batch_size()} pairs"
+    how = f"jax backend, batches of {batch_size or 'size-dependent'} pairs"
   else:
     how = f"opencv, {max(workers, 1)} worker(s)"
   log_fn(f"flow: {len(jobs)} videos in {videos_dir} -> {out_dir} (short side {short_side}, {how}, {params})")

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
   parser.add_argument("--backend", choices=flow.BACKENDS, default="auto",
                       help="TV-L1 implementation (default auto: jax on an accelerator, else the faster on a CPU)")
   parser.add_argument("--batch-size", type=int, default=None,
-                      help=f"frame pairs per call of the jax backend (default {flow.JAX_BATCH_CPU} on a CPU, "
-                           f"{flow.JAX_BATCH_ACCELERATOR} on an accelerator)")
+                      help="frame pairs per call of the jax backend (default: about 256x340 px per call on a CPU, "
+                           f"{flow.JAX_BATCH_ACCELERATOR} pairs on an accelerator)")
   parser.add_argument("--workers", type=int, default=None,
                       help="processes of the opencv backend (default: every core)")
   parser.add_argument("--crf", type=int, default=flow.DEFAULT_CRF,

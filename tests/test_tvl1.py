@@ -153,3 +153,12 @@ def test_folder_made_by_one_backend_resumes_with_the_other(tmp_path):
   with pytest.raises(ValueError, match="backend 'cuda'"):
     flow_lib.extract_flow_folder(str(videos), str(out), backend="cuda", **kw)
   assert flow_lib.resolve_backend("auto") == ("jax" if jax.default_backend() != "cpu" else flow_lib.CPU_BACKEND)
+
+
+def test_default_batch_size():
+  if jax.default_backend() == "cpu":
+    assert flow_lib.default_batch_size(256, 340) == 1
+    assert flow_lib.default_batch_size(48, 48) == 38
+    assert flow_lib.default_batch_size(8, 8) == flow_lib.JAX_MAX_BATCH_CPU
+  else:
+    assert flow_lib.default_batch_size(256, 340) == flow_lib.JAX_BATCH_ACCELERATOR
