@@ -251,7 +251,10 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
       extract_missing=demo,  # make missing flow videos before training (always on for the synthetic demo)
       short_side=256,        # GOCA computed flow at 256 px
       bound=20.0,            # +-px range of the 8-bit flow encoding (GOCA: 20 at 256 px)
-      workers=0,             # 0 = every core
+      backend="auto",        # TV-L1: "jax" (batched, input_pipeline/tvl1.py), "opencv", or "auto" (jax on an
+                             # accelerator, else the faster on a CPU: input_pipeline.flow.CPU_BACKEND)
+      batch_size=0,          # frame pairs per call of the jax backend; 0 = flow.default_batch_size(H, W)
+      workers=0,             # processes of the opencv backend; 0 = every core
       # Dual TV-L1 (OpenCV's defaults; other fields of input_pipeline.flow.TVL1Params keep their defaults too).
       tvl1=ml_collections.ConfigDict(dict(nscales=5, warps=5, inner_iterations=30, outer_iterations=10)),
   ))

@@ -14,8 +14,14 @@ frame i moves to), so RGB frame i and flow frame i correspond spatially and temp
 successor and repeats the flow of frame N-2, so the flow video has exactly as many frames as the RGB video (a
 1-frame video gets zero flow). Frame rate and frame count match the source.
 
+Backends (`backend=`): "opencv" is the CPU `cv2.optflow.DualTVL1OpticalFlow` (opencv-contrib), one pair per call and
+one video per worker process; "jax" is `input_pipeline.tvl1.tvl1_batch`, the same algorithm batched over the frame
+pairs of a video on the default JAX device (one process; the first video of each frame size compiles); "auto" picks
+jax on an accelerator and otherwise `CPU_BACKEND`, the faster of the two on a CPU as measured (docs/benchmarks.md).
+Both write the same files (same encoding, same `flow_params.json`), so a folder may be resumed with the other one.
+
 Notes:
-  * The CPU `cv2.optflow.DualTVL1OpticalFlow` (opencv-contrib) is used. Its defaults (tau 0.25, lambda 0.15,
+  * OpenCV's Dual TV-L1 defaults (tau 0.25, lambda 0.15,
     theta 0.3, 5 scales, 5 warps, epsilon 0.01, 30 inner x 10 outer iterations, scale step 0.8) are not the CUDA
     version's (300 iterations); GOCA's README warns that versions differ, so use one setting per dataset.
   * `FAST_TVL1` is a much cheaper setting for demos and tests (fewer scales, warps and iterations).
@@ -46,6 +52,25 @@ from input_pipeline import video as video_lib
 FLOW_BOUND = 20.0
 DEFAULT_CRF = 8
 DECODE_CHUNK = 128
+BACKENDS = ("auto", "jax", "opencv")
+# The faster backend on a CPU-only machine: scripts/benchmark.py --mode=flow (docs/benchmarks.md, TV-L1 section).
+CPU_BACKEND = "jax"
+# Frame pairs per tvl1_batch call by default (the last batch of a video is padded, so each frame size compiles
+# once). On a CPU about one 256x340 frame's pixels per call: at 256x340 batch 1 was the fastest (docs/benchmarks.md;
+# larger batches fall out of the caches), while small frames need batches to amortise the per-call cost. On
+# accelerators 8 pairs (not yet measured).
+JAX_PIXELS_PER_CALL_CPU = 256 * 340
+JAX_MAX_BATCH_CPU = 64
+JAX_BATCH_ACCELERATOR = 8
+
+
+def default_batch_size(height: int, width: int) -> int:
+  """Frame pairs per call of the jax backend when none is given (see JAX_PIXELS_PER_CALL_CPU)."""
+  import jax
+
+  if jax.default_backend() != "cpu":
+    return JAX_BATCH_ACCELERATOR
+  return int(min(JAX_MAX_BATCH_CPU, max(1, round(JAX_PIXELS_PER_CALL_CPU / (height * width)))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,14 +237,52 @@ def _output_size(h: int, w: int, short_side: Optional[int]) -> tuple[int, int]:
   return nh, nw
 
 
+def resolve_backend(backend: str) -> str:
+  """"jax" or "opencv" for `backend` in BACKENDS ("auto": jax on an accelerator, else `CPU_BACKEND`)."""
+  if backend not in BACKENDS:
+    raise ValueError(f"flow backend {backend!r} is not one of {', '.join(BACKENDS)}")
+  if backend != "auto":
+    return backend
+  import jax
+
+  return "jax" if jax.default_backend() != "cpu" else CPU_BACKEND
+
+
+def _jax_flows(frames_gray: Sequence[np.ndarray], params: TVL1Params, batch_size: Optional[int]) -> np.ndarray:
+  """float32 [N-1, H, W, 2] flows TVL1(gray[i], gray[i+1]) with `tvl1_batch`, `batch_size` pairs per call (split over
+  every accelerator of this host when there are several)."""
+  import jax
+
+  from input_pipeline import tvl1
+
+  grays = np.stack([_to_gray(g, "video_flow: frame") for g in frames_gray]).astype(np.float32)
+  batch_size = int(batch_size or default_batch_size(*grays.shape[1:]))
+  mesh = None
+  if jax.default_backend() != "cpu" and jax.local_device_count() > 1:
+    mesh = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("data",))
+  prev, nxt = grays[:-1], grays[1:]
+  n = len(prev)
+  out = []
+  for start in range(0, n, batch_size):
+    a, b = prev[start:start + batch_size], nxt[start:start + batch_size]
+    k = len(a)
+    if k < batch_size:  # pad with copies so that every call has the compiled shape
+      a = np.concatenate([a, np.repeat(a[-1:], batch_size - k, axis=0)])
+      b = np.concatenate([b, np.repeat(b[-1:], batch_size - k, axis=0)])
+    out.append(np.asarray(tvl1.tvl1_batch(a, b, params, mesh=mesh))[:k])
+  return np.concatenate(out)
+
+
 def video_flow(frames_gray: Sequence[np.ndarray], params: TVL1Params = DEFAULT_TVL1,
-               bound: float = FLOW_BOUND) -> np.ndarray:
+               bound: float = FLOW_BOUND, backend: str = "opencv", batch_size: Optional[int] = None) -> np.ndarray:
   """Encoded flow frames of a whole video, aligned to the RGB frames (see the module doc).
 
   Args:
     frames_gray: N uint8 [H, W] grayscale frames.
     params: TV-L1 parameters.
     bound: flow clipped to +-bound px before the 8-bit encoding (GOCA: 20 px at short side 256).
+    backend: "opencv", "jax" or "auto" (see the module doc).
+    batch_size: frame pairs per call of the jax backend (None: `default_batch_size(H, W)`).
 
   Returns:
     uint8 [N, H, W, 3] (128, v, u): frame i = encode(TVL1(gray[i], gray[i+1])), the last repeats frame N-2.
@@ -232,8 +295,11 @@ def video_flow(frames_gray: Sequence[np.ndarray], params: TVL1Params = DEFAULT_T
   if n == 1:
     out[0] = encode_flow(np.zeros((h, w, 2), np.float32), bound)
     return out
-  for i in range(n - 1):
-    out[i] = encode_flow(tvl1_flow(frames_gray[i], frames_gray[i + 1], params), bound)
+  if resolve_backend(backend) == "jax":
+    out[:n - 1] = encode_flow(_jax_flows(frames_gray, params, batch_size), bound)
+  else:
+    for i in range(n - 1):
+      out[i] = encode_flow(tvl1_flow(frames_gray[i], frames_gray[i + 1], params), bound)
   out[n - 1] = out[n - 2]
   return out
 
@@ -246,7 +312,7 @@ def _partial_path(dst_path: str) -> str:
 
 def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] = 256,
                        params: TVL1Params = DEFAULT_TVL1, crf: int = DEFAULT_CRF, max_frames: Optional[int] = None,
-                       bound: float = FLOW_BOUND) -> int:
+                       bound: float = FLOW_BOUND, backend: str = "opencv", batch_size: Optional[int] = None) -> int:
   """Computes the TV-L1 flow video of one RGB video and writes it as an H.264 mp4.
 
   Args:
@@ -260,6 +326,7 @@ def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] =
     max_frames: optional cap on the number of frames (demo); None = all.
     bound: clipping bound of the encoding in px at the output size (GOCA: 20 at 256; scale it with `short_side`
       so that the same motion fills the same share of the 8-bit range).
+    backend, batch_size: see `video_flow`.
 
   Returns:
     The number of frames written (= the source's frame count, or `max_frames`).
@@ -281,7 +348,7 @@ def extract_video_flow(src_path: str, dst_path: str, short_side: Optional[int] =
       if rgb.shape[:2] != size:
         rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
       grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-  flow = video_flow(grays, params, bound)
+  flow = video_flow(grays, params, bound, backend, batch_size)
   os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)
   tmp = _partial_path(dst_path)
   try:
@@ -342,7 +409,8 @@ def flow_settings(short_side: Optional[int], params: TVL1Params, bound: float, c
   return dataclasses.asdict(FlowSettings(short_side, float(bound), int(crf), max_frames, params))
 
 
-def _worker(settings: FlowSettings, overwrite: bool, job: tuple[str, str, str]) -> tuple[str, str, Optional[str], int]:
+def _worker(settings: FlowSettings, overwrite: bool, backend: str, batch_size: Optional[int],
+            job: tuple[str, str, str]) -> tuple[str, str, Optional[str], int]:
   """(rel, status, error, frames) for one video `job` = (rel, src, dst); status in {"done", "skipped", "failed"}."""
   rel, src, dst = job
   try:
@@ -355,7 +423,7 @@ def _worker(settings: FlowSettings, overwrite: bool, job: tuple[str, str, str]) 
       except OSError:
         pass
     frames = extract_video_flow(src, dst, settings.short_side, settings.tvl1, settings.crf, settings.max_frames,
-                                settings.bound)
+                                settings.bound, backend, batch_size)
     return rel, "done", None, frames
   except Exception as e:  # noqa: BLE001 - reported per video, the folder run goes on
     msg = f"{type(e).__name__}: {e}"
@@ -379,7 +447,8 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
                         max_frames: Optional[int] = None, overwrite: bool = False,
                         exts: Sequence[str] = video_lib.VIDEO_EXTENSIONS,
                         log_fn: Optional[Callable[[str], None]] = None, bound: float = FLOW_BOUND,
-                        remake_other_settings: bool = False) -> dict:
+                        remake_other_settings: bool = False, backend: str = "opencv",
+                        batch_size: Optional[int] = None) -> dict:
   """Flow videos for every video under `videos_dir`, mirrored under `out_dir` as `.mp4` (same relative path).
 
   Resumable: outputs that already exist with the right frame count are skipped (unless `overwrite`), and outputs
@@ -392,11 +461,15 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
     videos_dir: root of the RGB videos.
     out_dir: root of the flow videos (e.g. `.../videos_flow` for `.../videos`).
     short_side, params, crf, max_frames, bound: see `extract_video_flow`.
-    workers: processes (default: every core; 0 or 1 = in this process).
+    workers: processes of the opencv backend (default: every core; 0 or 1 = in this process); the jax backend runs
+      in this process (JAX spreads each batch over the device's cores itself).
     overwrite: recompute even complete outputs.
     remake_other_settings: remake a folder recorded with other settings (and resume one recorded with these).
     exts: video extensions to pick up.
     log_fn: progress lines (default: print to stderr).
+    backend: "opencv", "jax" or "auto" (see the module doc); the files are the same either way, so the backend is
+      not part of the recorded settings.
+    batch_size: frame pairs per call of the jax backend (None: `default_batch_size(H, W)`).
 
   Returns:
     {"total", "done", "skipped", "failed": [(relpath, error), ...], "seconds"}.
@@ -407,7 +480,10 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
     log_fn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
   jobs = [(rel, os.path.join(videos_dir, rel), os.path.join(out_dir, os.path.splitext(rel)[0] + ".mp4"))
           for rel in find_videos(videos_dir, exts)]
+  backend = resolve_backend(backend)
   workers = (os.cpu_count() or 1) if workers is None else int(workers)
+  if backend == "jax":
+    workers = 1
   summary = {"total": len(jobs), "done": 0, "skipped": 0, "failed": [], "seconds": 0.0}
   settings = FlowSettings(short_side, float(bound), int(crf), max_frames, params)
   record = dataclasses.asdict(settings)
@@ -425,9 +501,12 @@ def extract_flow_folder(videos_dir: str, out_dir: str, short_side: Optional[int]
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, PARAMS_FILE), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=2)
-  log_fn(f"flow: {len(jobs)} videos in {videos_dir} -> {out_dir} (short side {short_side}, {max(workers, 1)} "
-         f"worker(s), {params})")
-  worker = functools.partial(_worker, settings, overwrite)
+  if backend == "jax":
+    how = f"jax backend, batches of {batch_size or 'size-dependent'} pairs"
+  else:
+    how = f"opencv, {max(workers, 1)} worker(s)"
+  log_fn(f"flow: {len(jobs)} videos in {videos_dir} -> {out_dir} (short side {short_side}, {how}, {params})")
+  worker = functools.partial(_worker, settings, overwrite, backend, batch_size)
   t0 = time.time()
   frames_done = 0
 

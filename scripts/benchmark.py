@@ -9,6 +9,9 @@
   # Flower deployment (docs/federated.md section 3a, run as written: TLS SuperLink + 2 SuperNodes on 127.0.0.1) on
   # the demo: the share of each round spent outside local training, warm workers vs Flower's process per message
   python scripts/benchmark.py --mode=federated --rounds=5 --variants=warm,subprocess --lab-dir=/tmp/fedvssl_bench
+  # TV-L1 flow pairs/s at 256x340 (OpenCV's defaults): OpenCV per pair vs the batched JAX version at batch 1, 8, 32,
+  # with each one's mean end-point error against the true flow of the generated pairs
+  python scripts/benchmark.py --mode=flow --flow-pairs=32 --flow-batches=1,8,32
 
 Train mode times full SGD steps (forward, backward, update; momentum 0.9, weight decay) of the classifier (backbone + fc
 over 400 classes) on random clips, after warm-up/compilation, and reports steps/s, clips/s and achieved TFLOP/s (from
@@ -170,9 +173,52 @@ def bench_federated(rounds: int, variants: list[str], lab_root: str, extra_run_c
   return out
 
 
+def bench_flow(pairs: int, batches: list[int], height: int, width: int) -> list[dict]:
+  """Pairs/s of OpenCV's Dual TV-L1 (one pair per call, this process) and of `tvl1_batch` at each batch size, on the
+  same `pairs` generated pairs (the four motions of `flow_pairs` in turn), OpenCV's default parameters."""
+  import cv2
+  import jax
+
+  from input_pipeline import flow as flow_lib
+  from input_pipeline import flow_pairs
+  from input_pipeline import tvl1
+
+  made = [flow_pairs.motion_pair(flow_pairs.MOTIONS[i % len(flow_pairs.MOTIONS)], height, width, seed=i)
+          for i in range(pairs)]
+  a = np.stack([m[0] for m in made])
+  b = np.stack([m[1] for m in made])
+  truth = np.stack([m[2] for m in made])
+  results = []
+  t0 = time.perf_counter()
+  ref = np.stack([flow_lib.tvl1_flow(x, y) for x, y in zip(a, b)])
+  dt = time.perf_counter() - t0
+  row = {"impl": f"OpenCV {cv2.__version__} DualTVL1 (CPU, 1 process, {cv2.getNumThreads()} threads), per pair",
+         "batch": 1, "pairs_per_s": pairs / dt, "epe": flow_pairs.endpoint_error(ref, truth, 4)}
+  results.append(row)
+  print(json.dumps(row), flush=True)
+  af, bf = a.astype(np.float32), b.astype(np.float32)
+  for batch in batches:
+    t0 = time.perf_counter()
+    jax.block_until_ready(tvl1.tvl1_batch(af[:batch], bf[:batch]))  # compile + warm-up
+    compile_s = time.perf_counter() - t0
+    out = []
+    t0 = time.perf_counter()
+    for start in range(0, pairs - batch + 1, batch):
+      out.append(np.asarray(tvl1.tvl1_batch(af[start:start + batch], bf[start:start + batch])))
+    dt = time.perf_counter() - t0
+    got = np.concatenate(out)
+    n = len(got)
+    row = {"impl": f"fedvssl_jax tvl1_batch (jax {jax.__version__}, {jax.devices()[0].device_kind})", "batch": batch,
+           "pairs_per_s": n / dt, "epe": flow_pairs.endpoint_error(got, truth[:n], 4),
+           "diff_to_opencv": flow_pairs.endpoint_error(got, ref[:n]), "first_call_s": compile_s}
+    results.append(row)
+    print(json.dumps(row), flush=True)
+  return results
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--mode", choices=["train", "pipeline", "federated"], default="train")
+  p.add_argument("--mode", choices=["train", "pipeline", "federated", "flow"], default="train")
   p.add_argument("--arch", default="r3d_18")
   p.add_argument("--batch", type=int, default=2)
   p.add_argument("--frames", type=int, default=8)
@@ -192,6 +238,9 @@ def main(argv=None) -> int:
   p.add_argument("--lab-dir", default="/tmp/fedvssl_bench", help="federated: one lab directory per variant in here")
   p.add_argument("--run-config", default="", help="federated: more --run-config keys, escaped for a \"...\" string")
   p.add_argument("--timeout-s", type=float, default=3600.0, help="federated: limit per variant")
+  p.add_argument("--flow-pairs", type=int, default=32, help="flow mode: frame pairs timed per setting")
+  p.add_argument("--flow-batches", default="1,8,32", help="flow mode: comma-separated JAX batch sizes")
+  p.add_argument("--flow-size", default="256x340", help="flow mode: HxW of the frames")
   p.add_argument("--out", default="", help="write the figures as JSON here")
   args = p.parse_args(argv)
 
@@ -201,6 +250,12 @@ def main(argv=None) -> int:
     record["results"] = bench_federated(args.rounds, args.variants.split(","), args.lab_dir, args.run_config,
                                         args.timeout_s)
     record["load_after"] = os.getloadavg()
+  elif args.mode == "flow":
+    h, w = (int(v) for v in args.flow_size.lower().split("x"))
+    batches = [int(v) for v in args.flow_batches.split(",")]
+    if any(bs > args.flow_pairs for bs in batches):
+      p.error(f"--flow-batches {args.flow_batches}: each batch must be at most --flow-pairs={args.flow_pairs}")
+    record["results"].extend(bench_flow(args.flow_pairs, batches, h, w))
   elif args.mode == "pipeline":
     from input_pipeline import benchmark as pipeline_benchmark
 

@@ -4,15 +4,24 @@ The flow frames are GOCA's 8-bit encoding (R, G, B) = (128, v, u), +-20 px, at s
 frame i is the flow from RGB frame i to i+1 (see `input_pipeline/flow.py`). Resumable: rerun the same command after
 an interruption and finished videos are skipped.
 
+Backends (--backend): opencv (OpenCV's CPU Dual TV-L1, one video per worker process), jax (the same algorithm
+batched over a video's frame pairs on the default JAX device, input_pipeline/tvl1.py) or auto (the default: jax on an
+accelerator, else the faster of the two on a CPU as measured, `input_pipeline.flow.CPU_BACKEND`). Both write the same
+files, so a folder made with one can be resumed with the other. The jax backend keeps its compiled programs in JAX's
+compilation cache (~/.cache/fedvssl_jax/jax_compilation_cache), so only the first run per frame size compiles.
+
 Examples:
   # GOCA setting (OpenCV default TV-L1 parameters), every core:
   python scripts/extract_flow.py --videos data/ucf101/videos --out data/ucf101/videos_flow
   # quick demo setting:
   python scripts/extract_flow.py --videos demo/videos --out demo/videos_flow --short-side 64 --fast
+  # force OpenCV on 8 processes:
+  python scripts/extract_flow.py --videos data/ucf101/videos --out data/ucf101/videos_flow --backend opencv --workers 8
 """
 
 import argparse
 import dataclasses
+import os
 import sys
 
 from input_pipeline import flow
@@ -24,7 +33,13 @@ def main(argv=None) -> int:
   parser.add_argument("--out", required=True, help="output directory of flow videos (mirrors --videos)")
   parser.add_argument("--short-side", type=int, default=256,
                       help="resize so the short side is this many pixels (default 256; 0 = keep the size)")
-  parser.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+  parser.add_argument("--backend", choices=flow.BACKENDS, default="auto",
+                      help="TV-L1 implementation (default auto: jax on an accelerator, else the faster on a CPU)")
+  parser.add_argument("--batch-size", type=int, default=None,
+                      help="frame pairs per call of the jax backend (default: about 256x340 px per call on a CPU, "
+                           f"{flow.JAX_BATCH_ACCELERATOR} pairs on an accelerator)")
+  parser.add_argument("--workers", type=int, default=None,
+                      help="processes of the opencv backend (default: every core)")
   parser.add_argument("--crf", type=int, default=flow.DEFAULT_CRF,
                       help=f"x264 CRF of the flow videos (default {flow.DEFAULT_CRF}, lower = better)")
   parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
@@ -45,9 +60,17 @@ def main(argv=None) -> int:
   overrides = {k: getattr(args, k) for k in ("nscales", "warps", "inner_iterations", "outer_iterations")
                if getattr(args, k) is not None}
   params = dataclasses.replace(params, **overrides)
+  if args.batch_size is not None and args.batch_size < 1:
+    parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+  if flow.resolve_backend(args.backend) == "jax":
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.path.join(
+        os.path.expanduser("~"), ".cache", "fedvssl_jax", "jax_compilation_cache"))
   summary = flow.extract_flow_folder(args.videos, args.out, short_side=args.short_side or None,
                                      workers=args.workers, params=params, crf=args.crf, max_frames=args.max_frames,
-                                     overwrite=args.overwrite, bound=args.bound)
+                                     overwrite=args.overwrite, bound=args.bound, backend=args.backend,
+                                     batch_size=args.batch_size)
   return 1 if summary["failed"] else 0
 
 

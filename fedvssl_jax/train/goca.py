@@ -66,7 +66,8 @@ def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplit
     if has_missing or flow_lib.read_flow_settings(out_dir) not in (None, wanted):
       print(f"extracting optical flow: {videos_dir} -> {out_dir}", flush=True)
       report = flow_lib.extract_flow_folder(videos_dir, out_dir, workers=f.workers or None,
-                                            remake_other_settings=True, **kwargs)
+                                            remake_other_settings=True, backend=f.get("backend", "auto"),
+                                            batch_size=f.get("batch_size", 0) or None, **kwargs)
       if report["failed"]:
         print(f"flow extraction failed for {len(report['failed'])} videos, e.g. {report['failed'][0]}", flush=True)
 
