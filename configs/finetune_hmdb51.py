@@ -10,12 +10,17 @@ scripts/import_torch_weights.py or a FedVSSL `round-*.npz` with scripts/import_f
       --config.data.root=/data/hmdb51 --config.init.backbone_checkpoint=runs/ctp/export/backbone
 
 Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=DIR`
-(= config.init.backbone_checkpoint).
+(= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning; docs/goca.md).
 """
 
-from fedvssl_jax.config_utils import finetune_config, parse_arg
+from fedvssl_jax.config_utils import finetune_config, goca_finetune_recipe, parse_arg
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, demo=False, split=1, init="")
-  return finetune_config("hmdb51", demo=arg.demo, split=arg.split, init=arg.init)
+  arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl")
+  config = finetune_config("hmdb51", demo=arg.demo, split=arg.split, init=arg.init)
+  if arg.recipe == "goca":  # GOCA's ViCC-style fine-tuning: backbone lr / 10, lr x0.1 at epochs 60 and 80
+    goca_finetune_recipe(config)
+  elif arg.recipe != "fedvssl":
+    raise ValueError(f"config variant recipe={arg.recipe!r}: expected fedvssl or goca")
+  return config

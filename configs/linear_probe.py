@@ -17,12 +17,18 @@ multinomial logistic regression with Adam (cosine schedule, lr 1e-3, batch 256, 
 split; top-1 / top-5 / mean-class accuracy on the test split in `<workdir>/results.json`, features in
 `<workdir>/features_{train,test}.npz`.
 Variants: `demo` (synthetic videos, 8-frame 64 px clips), `dataset=ucf101|hmdb51|json|synthetic`, `split=1|2|3`,
-`init=DIR` (= config.init.backbone_checkpoint), `flow=DIR` (= config.init.flow_backbone_checkpoint).
+`init=DIR` (= config.init.backbone_checkpoint), `flow=DIR` (= config.init.flow_backbone_checkpoint), `recipe=goca`
+(GOCA's linear evaluation; docs/goca.md).
 """
 
-from fedvssl_jax.config_utils import linear_probe_config, parse_arg
+from fedvssl_jax.config_utils import goca_linear_probe_recipe, linear_probe_config, parse_arg
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, demo=False, dataset="ucf101", split=1, init="", flow="")
-  return linear_probe_config(arg.dataset, demo=arg.demo, split=arg.split, init=arg.init, flow_init=arg.flow)
+  arg = parse_arg(arg, demo=False, dataset="ucf101", split=1, init="", flow="", recipe="default")
+  config = linear_probe_config(arg.dataset, demo=arg.demo, split=arg.split, init=arg.init, flow_init=arg.flow)
+  if arg.recipe == "goca":  # GOCA's linear evaluation: SGD lr 0.3, cosine, wd 1e-6, 100 epochs, BN-normalised
+    goca_linear_probe_recipe(config)
+  elif arg.recipe != "default":
+    raise ValueError(f"config variant recipe={arg.recipe!r}: expected default or goca")
+  return config

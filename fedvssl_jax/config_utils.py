@@ -82,6 +82,8 @@ def data_config(dataset: str) -> ml_collections.ConfigDict:
       tfds_video_key="video",  # features: encoded frames, label, flow frames ("" = "flow" when with_flow)
       tfds_label_key="label",
       tfds_flow_key="",
+      percent_per_class=1.0,   # low-data runs: keep this fraction of each class's train videos (GOCA percent_per_cls)
+      percent_seed=0,          # seed of that draw
   ))
 
 
@@ -110,6 +112,7 @@ def knn_config(batch_size: int = 8) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       enabled=True, clip_len=16, stride=2, num_clips=5, short_side=112, crop_size=112, three_crop=True,
       batch_size=batch_size, mean_center=False,
+      clip_placement="ctp",  # "goca": 5 clips from frame 0 at a ceil step (GOCA's get_clips_uniformly)
       data=ml_collections.ConfigDict(),  # empty: the run's own data (train split = gallery, test = queries)
   ))
 
@@ -178,6 +181,8 @@ def _ctp_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
     config.task.patch_mask.patch_source = "noise"
     config.num_epochs = 20
     config.optim.update(dict(name="adamw", lr=0.0005))
+  # CtP's forward_test after pretraining: trajectory IoU on one clip of every test video -> results.json.
+  config.trajectory_iou = ml_collections.ConfigDict(dict(enabled=True, batch_size=8))
 
 
 def _vcop_recipe(config: ml_collections.ConfigDict, demo: bool) -> None:
@@ -260,7 +265,9 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
   ))
   config.model = ml_collections.ConfigDict(dict(
       arch="r2plus1d_18",
-      backbone_kwargs=ml_collections.ConfigDict(dict(width_multiplier=1.0, pool_size=(1, 2, 2))),
+      # BN eps 1e-5 for both archs: GOCA's my_r2plus1d_18.py and s3dg.py use nn.BatchNorm3d's default (our S3D's
+      # own default is the TF port's 1e-3). For arch="s3d" also set pool_size=None (global pool, 1024-d).
+      backbone_kwargs=ml_collections.ConfigDict(dict(width_multiplier=1.0, pool_size=(1, 2, 2), bn_epsilon=1e-5)),
       num_prototypes=1000, embed_dim=128, hidden_dim=2048, share_head=True,
       prototypes_path="",         # .npy from scripts/make_prototypes.py; "" = make them (cached) on first use
       prototype_steps=50000,      # optimisation steps when making them
@@ -274,6 +281,9 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
   config.goca = ml_collections.ConfigDict(dict(
       assign_views=(0, 1), temperature=0.1, epsilon=0.02, epsilon2=0.03, sinkhorn_iters=3,
       use_prior=True, prior_start_epoch=0, prior_sign=1, divide_twice=False,
+      modality="rgb_flow",  # GOCA's --video_channels: rgb_flow | rgb | flow (single-stream SwAV, fixed prototypes)
+      merge="prior",        # --video_modal_merge_algo: prior (PriorRgbFlow, GOCA) | avg (AvgRgbFlow)
+      sinkhorn_cycle=1,     # --sinkhorn_cycle: rounds of prior-guided Sinkhorn (1 or 2 in GOCA)
       queue_length=0,          # SwAV queue of past embeddings (global rows; 0 = off, as GOCA's script)
       epoch_queue_starts=10.0,  # the queue joins the Sinkhorn step from this epoch on (once it is full)
   ))
@@ -285,6 +295,9 @@ def goca_config(demo: bool) -> ml_collections.ConfigDict:
       trust=0.001))
   config.knn = knn_config()
   config.knn.enabled = demo
+  # GOCA's KNN_emb_prot / KNN_all (model_aug.py forward_head): also retrieve with the L2-normalised projection ("head")
+  # or the prototype scores ("prototypes") of the pretrained model, besides the backbone feature (the protocol).
+  config.knn.feature = "backbone"
   add_run_settings(config, log_every=20)
   if demo:
     config.data.num_workers = 1
@@ -404,7 +417,24 @@ def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str 
     # test views resized to (171, 128). train.augment="colorjitter" is the torchvision-style alternative.
     config.train.augment = "ctp"
     config.test.resize_wh = (171, 128)
+  config.optim.backbone_lr_ratio = 1.0  # > 1: the backbone's lr is lr / ratio (GOCA recipe: 10)
   return config
+
+
+def goca_finetune_recipe(config: ml_collections.ConfigDict) -> None:
+  """GOCA's fine-tuning (ViCC-style, `--use_vicc_opt`; helper/train_utils.py setup_optimization_finetune,
+  get_wicc_val): SGD momentum 0.9 without Nesterov, the backbone at lr / 10 (`--backbone_ratio 10`), lr x0.1 at
+  epochs 60 and 80 (`--lr_milestones`), GOCA's `--weight_decay` default 1e-4. The peak lr (`config.optim.lr`) and
+  the number of epochs stay the recipe's: GOCA released no fine-tuning command that sets them."""
+  config.optim.update(dict(name="sgd", momentum=0.9, nesterov=False, schedule="step", step_epochs=(60, 80),
+                           step_factor=0.1, weight_decay=1e-4, backbone_lr_ratio=10.0))
+
+
+def goca_linear_probe_recipe(config: ml_collections.ConfigDict) -> None:
+  """GOCA's linear evaluation (helper/eval_helper.py set_eval_params, my_models/LinearEvalModels.py RegLog): BN
+  (no affine learning here: standardised with the train statistics) then a linear layer, SGD momentum 0.9 at
+  `--eval_lr` 0.3 with a cosine schedule to 0, `--eval_wd` 1e-6, 100 epochs."""
+  config.probe.update(dict(optimizer="sgd", lr=0.3, weight_decay=1e-6, epochs=100, standardize=True))
 
 
 def eval_config(runner: str, dataset: str = "ucf101", demo: bool = False, split: int = 1, init: str = "",

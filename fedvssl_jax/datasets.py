@@ -26,6 +26,7 @@ import os
 from typing import Callable
 
 import ml_collections
+import numpy as np
 
 from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.registry import Registry
@@ -121,7 +122,34 @@ def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
     splits = DATA_SOURCES.get(data.source)(data)
   if not splits.train:
     raise ConfigError(f"config.data: the {data.source} train split under {splits.root!r} is empty")
+  percent = float(data.get("percent_per_class", 1.0))
+  if percent != 1.0:
+    splits = dataclasses.replace(splits, train=subsample_per_class(splits.train, percent,
+                                                                    int(data.get("percent_seed", 0))))
   return splits
+
+
+def subsample_per_class(records: list[VideoRecord], fraction: float, seed: int = 0) -> list[VideoRecord]:
+  """Low-data training: per class max(int(n_c * fraction), 1) of its n_c records, drawn without replacement
+  (GOCA's `--percent_per_cls`, my_ds/AVideoDatasetCont.py update_valid_indices; there with `random.sample`, here
+  seeded), kept in their original order.
+
+  Args:
+    records: the train split.
+    fraction: in (0, 1] (1 = all; GOCA's 0.1 = 10% per class).
+    seed: the draw's seed (`config.data.percent_seed`).
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise ConfigError(f"config.data.percent_per_class={fraction}: expected a fraction in (0, 1]")
+  rng = np.random.default_rng(seed)
+  by_class: dict[int, list[int]] = {}
+  for i, r in enumerate(records):
+    by_class.setdefault(int(r.label), []).append(i)
+  keep = []
+  for label in sorted(by_class):
+    idx = by_class[label]
+    keep.extend(rng.choice(idx, size=max(int(len(idx) * fraction), 1), replace=False).tolist())
+  return [records[i] for i in sorted(keep)]
 
 
 def missing_flow(records: list[VideoRecord]) -> list[VideoRecord]:

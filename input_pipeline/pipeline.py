@@ -510,7 +510,10 @@ class SupervisedTrainBuilder:
 
 
 class MultiViewTestBuilder:
-  """Test examples: `num_clips` uniform clips x (3 or 1) spatial crops per video (CtP `UniformFrameSampler`).
+  """Test examples: `num_clips` uniform clips x (3 or 1) spatial crops per video.
+
+  `clip_placement`: "ctp" (CtP `UniformFrameSampler`, `samplers.uniform_test_indices`) or "goca" (from frame 0 at a
+  ceil step, GOCA's `get_clips_uniformly`, `samplers.goca_test_indices`).
 
   Output: {"video": float32 [num_clips * n_crops, clip_len, crop, crop, 3] (clip-major: clip 0's crops first),
   ("flow": same shape, when `with_flow`), "label": int32, "index": int32}.
@@ -518,8 +521,11 @@ class MultiViewTestBuilder:
 
   def __init__(self, clip_len: int = 16, stride: int = 2, num_clips: int = 10, short_side: int = 128,
                crop_size: int = 112, three_crop: bool = True, with_flow: bool = False,
-               resize_wh: Sequence[int] | None = None):
+               resize_wh: Sequence[int] | None = None, clip_placement: str = "ctp"):
     self.resize_wh = tuple(int(v) for v in resize_wh) if resize_wh else None  # (w, h) instead of a short side
+    if clip_placement not in ("ctp", "goca"):
+      raise ValueError(f"MultiViewTestBuilder: clip_placement must be 'ctp' or 'goca', got {clip_placement!r}")
+    self.clip_placement = clip_placement
     self.clip_len = int(clip_len)
     self.stride = int(stride)
     self.num_clips = int(num_clips)
@@ -540,8 +546,10 @@ class MultiViewTestBuilder:
     return np.concatenate(views, axis=0)
 
   def build(self, reader, record, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    del rng
-    idx = samplers.uniform_test_indices(reader.num_frames, self.clip_len, self.stride, self.num_clips)
+    if self.clip_placement == "goca":
+      idx = samplers.goca_test_indices(reader.num_frames, self.clip_len, self.stride, self.num_clips, rng)
+    else:
+      idx = samplers.uniform_test_indices(reader.num_frames, self.clip_len, self.stride, self.num_clips)
     out = {"video": self._views(reader.read(idx.reshape(-1)))}
     if self.with_flow:
       out["flow"] = self._views(reader.read_flow(idx.reshape(-1)))

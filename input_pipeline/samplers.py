@@ -255,6 +255,44 @@ def goca_multicrop_indices(num_frames: int, clip_lens: Sequence[int] = (32, 16),
   return out
 
 
+def goca_test_indices(num_frames: int, clip_len: int, stride: int, num_clips: int,
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+  """GOCA's kNN / test clip placement (helper/ds_utils.py `get_clips_uniformly`, `select_frameidx_withstride`).
+
+  The stride drops to n // clip_len when clip_len * stride > n. With span = (clip_len - 1) * stride and
+  rest = n - span, clip 0 starts at frame 0 and each next one `ceil(rest / (num_clips - 1))` later; the first start
+  that would run past the end becomes n - span - 1, any later one a random start in [0, rest) (GOCA draws it with
+  `random.choice`; here from `rng`, default seed 0). Starts are sorted. Videos with n <= clip_len (GOCA: a random
+  chunk) get every clip at frame 0, indices clamped to n - 1; one clip starts at 0.
+
+  Returns:
+    int64 [num_clips, clip_len] frame indices.
+  """
+  n = _check_num_frames(num_frames, "goca_test_indices")
+  clip_len = _check_positive("clip_len", clip_len)
+  stride = _check_positive("stride", stride)
+  num_clips = _check_positive("num_clips", num_clips)
+  if clip_len >= n or num_clips == 1:
+    starts = [0] * num_clips
+  else:
+    if clip_len * stride > n:
+      stride = max(n // clip_len, 1)
+    span = (clip_len - 1) * stride
+    rest = n - span
+    step = -(-rest // (num_clips - 1))
+    rng = rng if rng is not None else np.random.default_rng(0)
+    starts, exceeded = [0], False
+    for _ in range(num_clips - 1):
+      start = starts[-1] + step
+      if start + span >= n:
+        start = int(rng.integers(0, rest)) if exceeded else n - span - 1
+        exceeded = True
+      starts.append(start)
+    starts = sorted(starts)
+  idx = np.asarray(starts, np.int64)[:, None] + (np.arange(clip_len, dtype=np.int64) * stride)[None, :]
+  return np.clip(idx, 0, n - 1).astype(np.int64)
+
+
 def uniform_test_indices(num_frames: int, clip_len: int, stride: int, num_clips: int) -> np.ndarray:
   """CtP `UniformFrameSampler` (testing): `num_clips` evenly spread clips, deterministic.
 

@@ -446,3 +446,43 @@ def test_colour_ops():
   assert hs.shape == clip.shape and hs.dtype == np.float32 and not np.array_equal(hs, clip)
   gray = np.full((2, 4, 4, 3), 77.0, np.float32)
   np.testing.assert_allclose(base.random_hue_saturation(gray, np.random.default_rng(3), 1.0, 12, 0.1), gray, atol=1)
+
+
+def test_aligned_box_iou_and_trajectory_iou():
+  """CtP forward_test: mmcv bbox_overlaps(aligned=True) of the decoded predictions against the true boxes."""
+  from fedvssl_jax.losses import ctp as ctp_losses
+
+  a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [5, 5, 6, 6]], np.float32)
+  b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]], np.float32)
+  np.testing.assert_allclose(np.asarray(ctp_losses.aligned_box_iou(a, b)), [1.0, 50 / 150, 0.0, 1 / 100], rtol=1e-6)
+  torchvision = pytest.importorskip("torchvision")
+  import torch
+  rng = np.random.default_rng(0)
+  p1 = rng.uniform(0, 20, size=(16, 2))
+  p2 = rng.uniform(0, 20, size=(16, 2))
+  boxes_a = np.concatenate([p1, p1 + rng.uniform(1, 10, size=(16, 2))], 1).astype(np.float32)
+  boxes_b = np.concatenate([p2, p2 + rng.uniform(1, 10, size=(16, 2))], 1).astype(np.float32)
+  ref = torchvision.ops.box_iou(torch.tensor(boxes_a), torch.tensor(boxes_b)).diagonal().numpy()
+  np.testing.assert_allclose(np.asarray(ctp_losses.aligned_box_iou(boxes_a, boxes_b)), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_trajectory_iou_of_exact_and_shifted_predictions():
+  from fedvssl_jax.losses.ctp import DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS
+  from fedvssl_jax.pretext.ctp import trajectory_iou
+
+  class Oracle:  # predicts the encoded true trajectory (plus a shift of the centre, in pixels)
+    target_means, target_stds = DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS
+
+    def __init__(self, shift):
+      self.shift = shift
+
+    def __call__(self, video, gt_trajs):
+      d = encode_ctp_targets(gt_trajs)
+      return d + jnp.asarray([self.shift / DEFAULT_TARGET_STDS[0], 0, 0, 0])
+
+  t = np.arange(4, dtype=np.float32)
+  traj = np.stack([np.stack([2 + t, 3 + 0 * t, 12 + t, 13 + 0 * t], -1)] * 2)[None]  # [1, 2, 4, 4], 10x10 boxes
+  iou = np.asarray(trajectory_iou(Oracle(0.0), None, traj))
+  assert iou.shape == (1, 2, 4)
+  np.testing.assert_allclose(iou, 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(trajectory_iou(Oracle(5.0), None, traj)), 50 / 150, rtol=1e-4)

@@ -101,3 +101,19 @@ def test_goca_federated_demo_path(synthetic_videos, tmp_path):
     assert os.path.isfile(os.path.join(results["export"][stream], "model.json"))
   assert set(results["knn"]) == {"pretrained", "random_init"}
   assert set(results["knn_per_stream"]["pretrained"]) == {"rgb", "flow"}
+
+
+def test_goca_single_stream_demo_path(synthetic_videos, tmp_path):
+  """`configs/goca.py:demo,modality=rgb` (GOCA's released RGB-only SwAV) end to end, with GOCA's kNN clip placement
+  of the backbone: one backbone exported, its R@k against its random init."""
+  workdir = tmp_path / "goca_rgb"
+  run_main("--config=configs/goca.py:demo,modality=rgb", f"--workdir={workdir}",
+           f"--config.data.cache_dir={synthetic_videos}", *SHRINK, "--config.knn.clip_placement=goca")
+  results = json.loads((workdir / "results.json").read_text())
+  assert set(results["export"]) == {"rgb"} and results["knn_stream"] == "rgb"
+  assert "knn_per_stream" not in results
+  for which in ("pretrained", "random_init"):
+    assert set(results["knn"][which]) == {"R@1", "R@5", "R@10", "R@20", "R@50"}
+  steps = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [s["step"] for s in steps if "loss" in s] == [1, 2, 3] and all("protos_used" in s for s in steps
+                                                                       if "loss" in s)

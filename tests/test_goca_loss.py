@@ -24,8 +24,8 @@ def np_log_softmax(x):
   return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-def np_goca_loss(s_rgb, s_flow, assign, tau, eps, eps2, iters, use_prior, sign, divide_twice, queue=None):
-  """Section 4.1 of the reference notes, written out with loops."""
+def np_goca_loss(s_rgb, s_flow, assign, tau, eps, eps2, iters, use_prior, sign, divide_twice, queue=None, cycle=1):
+  """Section 4.1 of the reference notes, written out with loops (`cycle` = GOCA's --sinkhorn_cycle 1 or 2)."""
   s_rgb = s_rgb.astype(np.float64)
   s_flow = s_flow.astype(np.float64)
   v, b, _ = s_rgb.shape
@@ -37,8 +37,14 @@ def np_goca_loss(s_rgb, s_flow, assign, tau, eps, eps2, iters, use_prior, sign, 
       a_f = np.concatenate([queue[1, i], a_f])
     if use_prior:
       p_f, p_r = np_sinkhorn(a_f, eps, iters), np_sinkhorn(a_r, eps, iters)
-      q_r = np_sinkhorn(a_r, eps, iters, p_f, eps2, sign)
-      q_f = np_sinkhorn(a_f, eps, iters, p_r, eps2, sign)
+      if cycle == 1:
+        q_r = np_sinkhorn(a_r, eps, iters, p_f, eps2, sign)
+        q_f = np_sinkhorn(a_f, eps, iters, p_r, eps2, sign)
+      else:  # train_utils.py: q_rgb_tmp_2, q_flow_tmp_2, then each guided by the other's second code
+        q_r2 = np_sinkhorn(a_r, eps, iters, p_f, eps2, sign)
+        q_f2 = np_sinkhorn(a_f, eps, iters, p_r, eps2, sign)
+        q_r = np_sinkhorn(a_r, eps, iters, q_f2, eps2, sign)
+        q_f = np_sinkhorn(a_f, eps, iters, q_r2, eps2, sign)
     else:
       q_r, q_f = np_sinkhorn(a_r, eps, iters), np_sinkhorn(a_f, eps, iters)
     q_r, q_f = q_r[-b:], q_f[-b:]
@@ -159,3 +165,60 @@ def test_bad_input():
   with pytest.raises(ValueError, match="assign_views"):
     goca.goca_loss(jnp.zeros((2, 4, 3)), jnp.zeros((2, 4, 3)), assign_views=(0, 5), epsilon=0.05, epsilon2=0.01,
                    num_iters=3, use_prior=True, prior_sign=1)
+
+
+def np_swav_loss(s, assign, tau, eps, iters):
+  """GOCA's compute_ot_loss for one stream (--video_channels rgb) or the averaged streams (AvgRgbFlow)."""
+  s = s.astype(np.float64)
+  v = s.shape[0]
+  total = 0.0
+  for t in assign:
+    q = np_sinkhorn(s[t], eps, iters)
+    total += sum(-np.mean(np.sum(q * np_log_softmax(s[u] / tau), axis=1)) for u in range(v) if u != t) / (v - 1)
+  return total / len(assign)
+
+
+def test_sinkhorn_cycle_2_matches_numpy():
+  s_rgb, s_flow = _views(3)
+  kw = dict(assign_views=(0, 1), temperature=0.1, epsilon=0.05, epsilon2=0.03, num_iters=3, use_prior=True)
+  two, _ = goca.goca_loss(jnp.asarray(s_rgb), jnp.asarray(s_flow), sinkhorn_cycle=2, **kw)
+  one, _ = goca.goca_loss(jnp.asarray(s_rgb), jnp.asarray(s_flow), sinkhorn_cycle=1, **kw)
+  np.testing.assert_allclose(float(two), np_goca_loss(s_rgb, s_flow, (0, 1), 0.1, 0.05, 0.03, 3, True, 1, False,
+                                                      cycle=2), rtol=1e-5)
+  assert abs(float(two) - float(one)) > 1e-5
+  with pytest.raises(ValueError, match="sinkhorn_cycle"):
+    goca.goca_loss(jnp.asarray(s_rgb), jnp.asarray(s_flow), sinkhorn_cycle=0, **kw)
+
+
+def test_swav_loss_matches_numpy_and_queue():
+  s, _ = _views(4)
+  loss, metrics = goca.swav_loss(jnp.asarray(s), assign_views=(0, 1), temperature=0.1, epsilon=0.05, num_iters=3)
+  np.testing.assert_allclose(float(loss), np_swav_loss(s, (0, 1), 0.1, 0.05, 3), rtol=1e-5)
+  assert 1 <= int(metrics["protos_used"]) <= 12
+  # With the prior off, goca_loss is the mean of the two streams' SwAV losses.
+  s2, _ = _views(5)
+  both, _ = goca.goca_loss(jnp.asarray(s), jnp.asarray(s2), assign_views=(0, 1), epsilon=0.05, num_iters=3,
+                           use_prior=False)
+  np.testing.assert_allclose(float(both), (np_swav_loss(s, (0, 1), 0.1, 0.05, 3)
+                                           + np_swav_loss(s2, (0, 1), 0.1, 0.05, 3)) / 2, rtol=1e-5)
+  # A queue [T, L, K] is prepended before Sinkhorn; the codes are the last B rows.
+  queue = np.stack([s2[2], s2[3]])
+  with_q, _ = goca.swav_loss(jnp.asarray(s), assign_views=(0, 1), epsilon=0.05, num_iters=3,
+                             queue=jnp.asarray(queue))
+  ref = 0.0
+  for i, t in enumerate((0, 1)):
+    q = np_sinkhorn(np.concatenate([queue[i], s[t]]).astype(np.float64), 0.05, 3)[-s.shape[1]:]
+    ref += sum(-np.mean(np.sum(q * np_log_softmax(s[u] / 0.1), axis=1)) for u in range(6) if u != t) / 5
+  np.testing.assert_allclose(float(with_q), ref / 2, rtol=1e-5)
+
+
+def test_push_queue_single_set():
+  rng = np.random.default_rng(0)
+  queue = jnp.zeros((1, 2, 8, 3))
+  z = jnp.asarray(rng.normal(size=(4, 4, 3)), jnp.float32)
+  q1 = goca.push_queue(queue, (z,), (0, 1))
+  np.testing.assert_array_equal(np.asarray(q1[0, :, :4]), np.asarray(z[:2]))
+  q2 = goca.push_queue(q1, (z + 1,), (0, 1))
+  np.testing.assert_array_equal(np.asarray(q2[0, :, 4:]), np.asarray(z[:2]))
+  with pytest.raises(ValueError, match="embedding sets"):
+    goca.push_queue(queue, (z, z), (0, 1))

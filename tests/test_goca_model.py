@@ -243,3 +243,21 @@ def test_short_training_run_lowers_loss_without_collapse():
   assert int(metrics["protos_used_rgb"]) >= 8 and int(metrics["protos_used_flow"]) >= 8, metrics
   # Fixed prototypes are untouched by the optimiser.
   np.testing.assert_array_equal(np.asarray(nnx.to_pure_dict(rest)["prototypes"]), c_before)
+
+
+@pytest.mark.parametrize("arch", ["s3d", "r2plus1d_18"])
+def test_goca_config_bn_epsilon_is_pytorch_default(arch):
+  """GOCA's s3dg.py / my_r2plus1d_18.py use nn.BatchNorm3d() (eps 1e-5); our S3D's own default is 1e-3."""
+  from fedvssl_jax.config_utils import goca_config
+  from fedvssl_jax.models import layers
+  from fedvssl_jax.train import goca as goca_trainer
+
+  config = goca_config(demo=True)
+  config.model.arch = arch
+  if arch == "s3d":
+    config.model.backbone_kwargs.pool_size = None
+  config.model.backbone_kwargs.width_multiplier = 1 / 16
+  protos = np.eye(config.model.num_prototypes, config.model.embed_dim, dtype=np.float32) + 0.01
+  model = nnx.eval_shape(lambda: goca_trainer.build_model(config, nnx.Rngs(0), prototypes=protos))
+  eps = {m.epsilon for _, m in nnx.iter_graph(model.backbone) if isinstance(m, layers.BatchNorm)}
+  assert eps == {1e-5}

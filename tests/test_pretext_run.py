@@ -33,6 +33,15 @@ def test_pretext_demo_recipe_runs_and_exports(task, synthetic_videos, tmp_path):
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   results = json.loads((workdir / "results.json").read_text())
   assert results["task"] == task and results["steps"] == 2
+  if task == "ctp":  # CtP's forward_test: trajectory IoU of the pretext task on the held-out clips
+    traj = results["ctp_trajectory_iou"]
+    assert traj["num_clips"] == 8
+    for which in ("pretrained", "random_init"):
+      assert 0.0 <= traj[which]["mean"] <= 1.0 and len(traj[which]["per_frame"]) == 8
+      # Frame 0 is the query box itself; the head predicts it from the RoI, so its IoU is the highest.
+      assert traj[which]["per_frame"][0] > 0.0
+  else:
+    assert "ctp_trajectory_iou" not in results
   assert "loss" in (workdir / "metrics.jsonl").read_text()
 
   clips = np.random.default_rng(0).normal(size=(2, 3, 4, 32, 32)).astype(np.float32)  # NCTHW

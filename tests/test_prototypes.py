@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -64,3 +65,48 @@ def test_script(tmp_path):
   assert "step 50/50" in res.stderr
   c = np.load(out, allow_pickle=False)
   assert c.shape == (20, 6) and c.dtype == np.float32
+
+
+def test_first_step_is_adam_then_sgd():
+  """GOCA's prots/prototypes.py: step 1 = fresh Adam (lr 0.1), every later step = a fresh SGD(momentum 0.9), whose
+  first step is plain lr * g; rows re-normalised after each step."""
+  c0 = np.random.default_rng(0).normal(size=(12, 5))
+  c0 /= np.linalg.norm(c0, axis=1, keepdims=True)
+  lr = 0.1
+
+  def sep_grad(c):
+    return np.asarray(jax.grad(prototypes.separation_loss)(jnp.asarray(c, jnp.float32)), np.float64)
+
+  def norm(c):
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+  g = sep_grad(c0)
+  expect = norm(c0 - lr * g / (np.abs(g) + 1e-8))
+  for _ in range(3):
+    expect = norm(expect - lr * sep_grad(expect))
+  got = prototypes.make_prototypes(12, 5, steps=4, init=c0, lr=lr, log_fn=lambda _: None)
+  np.testing.assert_allclose(got, expect, atol=2e-5)
+  # The old plain-SGD-only path ends elsewhere (the test can fail).
+  plain = norm(c0 - lr * g)
+  for _ in range(3):
+    plain = norm(plain - lr * sep_grad(plain))
+  assert np.abs(got - plain).max() > 1e-3
+
+
+def test_matches_goca_torch_loop():
+  """The released loop (Adam, then `SGD(lr, momentum=0.9)` re-created every iteration) run in torch."""
+  torch = pytest.importorskip("torch")
+  c0 = np.random.default_rng(1).normal(size=(16, 6)).astype(np.float32)
+  c0 /= np.linalg.norm(c0, axis=1, keepdims=True)
+  protos = torch.nn.Parameter(torch.nn.functional.normalize(torch.tensor(c0), p=2, dim=1))
+  opt = torch.optim.Adam([protos], lr=0.1)
+  for _ in range(20):
+    prod = protos @ protos.t() + 1
+    prod = prod - 2.0 * torch.diag(torch.diag(prod))
+    loss = prod.max(dim=1)[0].mean()
+    loss.backward()
+    opt.step()
+    protos = torch.nn.Parameter(torch.nn.functional.normalize(protos.detach(), p=2, dim=1))
+    opt = torch.optim.SGD([protos], lr=0.1, momentum=0.9)
+  got = prototypes.make_prototypes(16, 6, steps=20, init=c0, lr=0.1, log_fn=lambda _: None)
+  np.testing.assert_allclose(got, protos.detach().numpy(), atol=1e-4)

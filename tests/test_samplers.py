@@ -208,3 +208,38 @@ def test_uniform_test_indices_short_video():
   np.testing.assert_array_equal(idx, np.tile(np.minimum(np.arange(0, 32, 2), 19), (10, 1)))
   idx = samplers.uniform_test_indices(40, 16, 2, 1)  # tick = 9: offset int(4.5) = 4
   np.testing.assert_array_equal(idx[0], 4 + 2 * np.arange(16))
+
+
+def _goca_get_clips_uniformly(stride, seq_len, clip_ln, nclip, choice):
+  """GOCA helper/ds_utils.py get_clips_uniformly + select_frameidx_withstride, `random.choice` replaced by `choice`."""
+  import math
+  if clip_ln * stride > seq_len:
+    stride = int(seq_len / clip_ln)
+  span = (clip_ln - 1) * stride
+  clip_rest = seq_len - span
+  step = math.ceil(clip_rest / (nclip - 1))
+  starts, exceeded = [0], False
+  for _ in range(nclip - 1):
+    start = starts[-1] + step
+    if start + span >= seq_len:
+      start = choice(range(clip_rest)) if exceeded else seq_len - span - 1
+      exceeded = True
+    starts.append(start)
+  return [[s + i * stride for i in range(clip_ln)] for s in sorted(starts)]
+
+
+@pytest.mark.parametrize("n,clip_len,stride,num_clips", [(64, 8, 2, 5), (300, 32, 2, 5), (40, 16, 2, 5),
+                                                         (100, 16, 1, 10), (33, 32, 2, 5)])
+def test_goca_test_indices_match_goca(n, clip_len, stride, num_clips):
+  rng = np.random.default_rng(7)
+  got = samplers.goca_test_indices(n, clip_len, stride, num_clips, rng)
+  ref_rng = np.random.default_rng(7)
+  ref = _goca_get_clips_uniformly(stride, n, clip_len, num_clips, lambda r: int(ref_rng.integers(0, len(r))))
+  np.testing.assert_array_equal(got, np.asarray(ref))
+  assert got[0, 0] == 0 and got.max() < n
+
+
+def test_goca_test_indices_differs_from_ctp():
+  goca = samplers.goca_test_indices(64, 8, 2, 5)
+  ctp = samplers.uniform_test_indices(64, 8, 2, 5)
+  assert goca[0, 0] == 0 and ctp[0, 0] > 0

@@ -188,7 +188,8 @@ def knn_test_builder(knn: ml_collections.ConfigDict, with_flow: bool = False):
 
   return pipeline.MultiViewTestBuilder(clip_len=knn.clip_len, stride=knn.stride, num_clips=knn.num_clips,
                                        short_side=knn.short_side, crop_size=knn.crop_size,
-                                       three_crop=knn.three_crop, with_flow=with_flow)
+                                       three_crop=knn.three_crop, with_flow=with_flow,
+                                       clip_placement=knn.get("clip_placement", "ctp"))
 
 
 # ------------------------------------------------------------------------------- frozen-backbone evaluation runs

@@ -48,6 +48,7 @@ class GOCAClipBuilder:
     jitter: RGB colour jitter (brightness, contrast, saturation, hue, p) ((0.4, 0.4, 0.2, 0.1, 0.8)); None = off.
     grayscale_p: RGB random grayscale probability (0.2).
     with_flow: also build flow clips (needs the record's flow video); False = RGB-only SwAV.
+    with_rgb: build RGB clips; False (with `with_flow`) = flow-only SwAV (GOCA's `--video_channels flow`).
     mean, std: normalisation of RGB and flow (ImageNet, as GOCA).
     min_frames: shortest usable video (default: the longest clip at stride 1).
   """
@@ -56,7 +57,7 @@ class GOCAClipBuilder:
                min_start_distance: int = 16, crop_size: int = R2PLUS1D_CROP,
                short_side_range: Optional[Sequence[int]] = R2PLUS1D_RESIZE, flip_p: float = 0.5,
                jitter: Optional[Sequence[float]] = (0.4, 0.4, 0.2, 0.1, 0.8), grayscale_p: float = 0.2,
-               with_flow: bool = True, mean: Sequence[float] = transforms.IMAGENET_MEAN,
+               with_flow: bool = True, with_rgb: bool = True, mean: Sequence[float] = transforms.IMAGENET_MEAN,
                std: Sequence[float] = transforms.IMAGENET_STD, min_frames: Optional[int] = None):
     self.clip_lens = tuple(int(t) for t in clip_lens)
     self.num_clips = tuple(int(n) for n in num_clips)
@@ -82,6 +83,9 @@ class GOCAClipBuilder:
       raise ValueError(f"GOCAClipBuilder: jitter must be (brightness, contrast, saturation, hue, p), got {jitter}")
     self.grayscale_p = float(grayscale_p)
     self.with_flow = bool(with_flow)
+    self.with_rgb = bool(with_rgb)
+    if not (self.with_rgb or self.with_flow):
+      raise ValueError("GOCAClipBuilder: with_rgb and with_flow are both False")
     self.mean = tuple(float(m) for m in mean)
     self.std = tuple(float(s) for s in std)
     self.min_frames = int(min_frames) if min_frames is not None else max(self.clip_lens)
@@ -116,7 +120,7 @@ class GOCAClipBuilder:
                                                 self.min_start_distance, rng)
     all_idx = np.concatenate(clips_idx)
     splits = list(np.cumsum([len(c) for c in clips_idx]))
-    out = self._stream(reader.read(all_idx), splits, rng, False, "rgb")
+    out = self._stream(reader.read(all_idx), splits, rng, False, "rgb") if self.with_rgb else {}
     if self.with_flow:
       out.update(self._stream(reader.read_flow(all_idx), splits, rng, True, "flow"))
     out["label"] = np.int32(record["label"])

@@ -63,12 +63,18 @@ class ProjectionHead(nnx.Module):
     return self.fc3(x)
 
 
-class TwoStream(nnx.Module):
-  """Holds one module per stream under the names `rgb` and `flow`."""
+STREAMS = ("rgb", "flow")
+MERGES = ("prior", "avg")
 
-  def __init__(self, rgb: nnx.Module, flow: nnx.Module):
-    self.rgb = rgb
-    self.flow = flow
+
+class TwoStream(nnx.Module):
+  """Holds one module per stream under the names `rgb` and `flow` (a single-stream model has only one of them)."""
+
+  def __init__(self, rgb: Optional[nnx.Module] = None, flow: Optional[nnx.Module] = None):
+    if rgb is not None:
+      self.rgb = rgb
+    if flow is not None:
+      self.flow = flow
 
 
 def _views_to_batch(group: jax.Array, name: str) -> tuple[jax.Array, int, int]:
@@ -96,15 +102,30 @@ class GOCAModel(nnx.Module):
     prototypes: optional initial C [K, d] (e.g. from `goca.prototypes.load_prototypes`); rows are normalised.
       None: N(0, 1) rows, normalised.
     learn_prototypes: C is an `nnx.Param` (trained) instead of `FixedPrototypes`.
+    streams: ("rgb", "flow") (GOCA), or one of them: single-stream SwAV with GOCA's fixed prototypes (the released
+      launch script trains `--video_channels rgb`).
+    merge: "prior" (GOCA's PriorRgbFlow: each stream scored on its own, coupled by the Sinkhorn prior) or "avg"
+      (AvgRgbFlow, model_aug.py forward with ModalMergeType.Avg: one set of scores from the averaged streams,
+      shared head: head((h_rgb + h_flow) / 2); separate heads: (head_rgb(h_rgb) + head_flow(h_flow)) / 2, then
+      normalised). Two streams only.
     bn_momentum, bn_epsilon: the head's BatchNorm settings.
     rngs: init randomness.
   """
 
   def __init__(self, arch: str, backbone_kwargs: Optional[Mapping[str, Any]] = None, num_prototypes: int = 1000,
                embed_dim: int = 128, hidden_dim: int = 2048, share_head: bool = True,
-               prototypes: Optional[Any] = None, learn_prototypes: bool = False, *, bn_momentum: float = 0.9,
+               prototypes: Optional[Any] = None, learn_prototypes: bool = False, *,
+               streams: Sequence[str] = STREAMS, merge: str = "prior", bn_momentum: float = 0.9,
                bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
     kwargs = dict(backbone_kwargs or {})
+    streams = tuple(streams)
+    if not streams or len(set(streams)) != len(streams) or any(st not in STREAMS for st in streams):
+      raise ValueError(f"GOCAModel: streams must be a non-empty subset of {STREAMS}, got {streams}")
+    streams = tuple(st for st in STREAMS if st in streams)
+    if merge not in MERGES:
+      raise ValueError(f"GOCAModel: merge must be one of {MERGES}, got {merge!r}")
+    if merge == "avg" and len(streams) != 2:
+      raise ValueError("GOCAModel: merge='avg' needs both streams")
     if prototypes is not None:
       c = jnp.asarray(np.asarray(prototypes), jnp.float32)
       if c.shape != (num_prototypes, embed_dim):
@@ -115,14 +136,16 @@ class GOCAModel(nnx.Module):
     self.arch = arch
     self.share_head = bool(share_head)
     self.learn_prototypes = bool(learn_prototypes)
-    self.backbone = TwoStream(build_backbone(arch, rngs=rngs, **kwargs), build_backbone(arch, rngs=rngs, **kwargs))
-    self.feature_dim = int(self.backbone.rgb.feature_dim)
+    self.streams = streams
+    self.merge = merge
+    self.backbone = TwoStream(**{st: build_backbone(arch, rngs=rngs, **kwargs) for st in streams})
+    self.feature_dim = int(getattr(self.backbone, streams[0]).feature_dim)
 
     def head():
       return ProjectionHead(self.feature_dim, hidden_dim, embed_dim, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                             rngs=rngs)
 
-    self.head = head() if self.share_head else TwoStream(head(), head())
+    self.head = head() if self.share_head or len(streams) == 1 else TwoStream(head(), head())
 
     if prototypes is None:
       c = jax.random.normal(rngs.params(), (num_prototypes, embed_dim), jnp.float32)
@@ -140,13 +163,14 @@ class GOCAModel(nnx.Module):
     return self.backbone.flow
 
   def _head(self, stream: str) -> nnx.Module:
-    return self.head if self.share_head else getattr(self.head, stream)
+    return self.head if isinstance(self.head, ProjectionHead) else getattr(self.head, stream)
 
   def normalize_prototypes(self) -> None:
     """Re-normalises the stored C rows in place (GOCA does this before every step, without gradient)."""
     self.prototypes[...] = jax.lax.stop_gradient(l2_normalize(self.prototypes[...]))
 
-  def _stream(self, stream: str, views: Sequence[jax.Array]) -> Dict[str, jax.Array]:
+  def _backbone_features(self, stream: str, views: Sequence[jax.Array]) -> tuple[jax.Array, int]:
+    """Backbone features [V, B, D] of one stream's view groups (one backbone call per group), and B."""
     if isinstance(views, (jax.Array, np.ndarray)):
       views = [views]
     if not views:
@@ -160,12 +184,19 @@ class GOCAModel(nnx.Module):
     for x, n, b in groups:
       h = backbone(x)  # one backbone call per clip-length group: BN statistics per group
       feats.append(h.reshape(n, b, -1).astype(jnp.float32))
-    h = jnp.concatenate(feats, axis=0)  # [V, B, D]
-    v = h.shape[0]
-    z = l2_normalize(self._head(stream)(h.reshape(v * batch, -1)))  # head BN over all views of the stream
+    return jnp.concatenate(feats, axis=0), batch  # [V, B, D]
+
+  def _project(self, e: jax.Array, v: int, batch: int) -> Dict[str, jax.Array]:
+    z = l2_normalize(e)
     c = l2_normalize(self.prototypes[...].astype(jnp.float32))
     scores = z @ c.T
-    return {"scores": scores.reshape(v, batch, -1), "z": z.reshape(v, batch, -1), "h": h}
+    return {"scores": scores.reshape(v, batch, -1), "z": z.reshape(v, batch, -1)}
+
+  def _stream(self, stream: str, views: Sequence[jax.Array]) -> Dict[str, jax.Array]:
+    h, batch = self._backbone_features(stream, views)
+    v = h.shape[0]
+    out = self._project(self._head(stream)(h.reshape(v * batch, -1)), v, batch)  # head BN over all views
+    return dict(out, h=h)
 
   def __call__(self, rgb_views: Sequence[jax.Array], flow_views: Sequence[jax.Array]) -> Dict[str, jax.Array]:
     """Forward pass of both streams.
@@ -175,18 +206,34 @@ class GOCAModel(nnx.Module):
         "rgb_32", "rgb_16", ...; a 5-D [B, T, H, W, 3] is one view). Views are numbered group by group:
         v = 0 .. n_0 - 1 are group 0's, and so on (so GOCA's assigned views 0, 1 are the two 32-frame clips).
       flow_views: the same for flow (3-channel encoded flow, normalised like RGB).
+      A single-stream model ignores the other argument (it may be None).
 
     Returns:
       {"scores_rgb", "scores_flow": float32 [V, B, K], "z_rgb", "z_flow": float32 [V, B, d] unit embeddings,
-       "h_rgb", "h_flow": float32 [V, B, D] backbone features}.
+       "h_rgb", "h_flow": float32 [V, B, D] backbone features}, the keys of the model's streams only;
+      merge="avg": {"scores": [V, B, K], "z": [V, B, d] of the averaged streams, "h_rgb", "h_flow"}.
     """
-    r = self._stream("rgb", rgb_views)
-    f = self._stream("flow", flow_views)
-    if r["scores"].shape != f["scores"].shape:
-      raise ValueError(f"GOCAModel: rgb and flow views differ: {r['scores'].shape[:2]} vs {f['scores'].shape[:2]} "
-                       "(views, batch)")
-    return {"scores_rgb": r["scores"], "scores_flow": f["scores"], "z_rgb": r["z"], "z_flow": f["z"],
-            "h_rgb": r["h"], "h_flow": f["h"]}
+    if self.merge == "avg":
+      hr, batch = self._backbone_features("rgb", rgb_views)
+      hf, batch_f = self._backbone_features("flow", flow_views)
+      if hr.shape != hf.shape:
+        raise ValueError(f"GOCAModel: rgb and flow views differ: {hr.shape[:2]} vs {hf.shape[:2]} (views, batch)")
+      v = hr.shape[0]
+      if isinstance(self.head, ProjectionHead):
+        e = self.head(((hr + hf) / 2).reshape(v * batch, -1))
+      else:
+        e = (self.head.rgb(hr.reshape(v * batch, -1)) + self.head.flow(hf.reshape(v * batch, -1))) / 2
+      out = self._project(e, v, batch)
+      return {"scores": out["scores"], "z": out["z"], "h_rgb": hr, "h_flow": hf}
+    given = {"rgb": rgb_views, "flow": flow_views}
+    res = {}
+    for st in self.streams:
+      r = self._stream(st, given[st])
+      res.update({f"scores_{st}": r["scores"], f"z_{st}": r["z"], f"h_{st}": r["h"]})
+    if len(self.streams) == 2 and res["scores_rgb"].shape != res["scores_flow"].shape:
+      raise ValueError(f"GOCAModel: rgb and flow views differ: {res['scores_rgb'].shape[:2]} vs "
+                       f"{res['scores_flow'].shape[:2]} (views, batch)")
+    return res
 
   def features(self, rgb: Optional[jax.Array], flow: Optional[jax.Array] = None) -> jax.Array:
     """kNN / linear-probe features: backbone outputs, the average of the two streams (GOCA's `Avg`).

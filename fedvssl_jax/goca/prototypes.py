@@ -2,8 +2,10 @@
 
 K unit vectors in R^d are spread out by minimising each one's largest cosine to the others,
   L_sep(C) = mean_i max_{j != i} (c_i . c_j + 1),
-with plain SGD (GOCA re-creates `SGD(lr=0.1, momentum=0.9)` every iteration, so the momentum never builds up) and
-rows re-normalised after every step. GOCA uses K=1000, d=128, 50000 steps, seed 300; the result is loaded as the
+as GOCA's script does it: the first step is an Adam step (lr 0.1; on a fresh Adam state it moves every coordinate by
+lr * g / (|g| + 1e-8), i.e. about lr * sign(g)), every later step plain SGD (GOCA re-creates
+`SGD(lr=0.1, momentum=0.9)` after every step, so the momentum buffer is always fresh and the step is lr * g), and the
+rows are re-normalised after every step. GOCA uses K=1000, d=128, 50000 steps, seed 300; the result is loaded as the
 fixed prototype matrix C. When C is learnable instead, `separation_loss` is GOCA's optional `use_protreg` term.
 """
 
@@ -40,19 +42,32 @@ def max_pairwise_cosine(c: jax.Array) -> jax.Array:
   return jnp.max(jnp.where(jnp.eye(c.shape[0], dtype=bool), -jnp.inf, cos))
 
 
+ADAM_EPS = 1e-8  # torch.optim.Adam's default
+
+
+def adam_first_step(c: jax.Array, lr: float) -> jax.Array:
+  """GOCA's first step: one step of a fresh torch Adam (betas 0.9 / 0.999, eps 1e-8), then rows re-normalised.
+
+  With bias correction, the first Adam update is lr * m_hat / (sqrt(v_hat) + eps) = lr * g / (|g| + eps). [K, d].
+  """
+  g = jax.grad(separation_loss)(c)
+  return normalize_rows(c - lr * g / (jnp.abs(g) + ADAM_EPS))
+
+
 def make_prototypes(num_prototypes: int = 1000, dim: int = 128, steps: int = 50000, seed: int = 300,
                     lr: float = 0.1, log_every: int = 1000,
-                    log_fn: Optional[Callable[[str], None]] = None) -> np.ndarray:
+                    log_fn: Optional[Callable[[str], None]] = None, init: Optional[np.ndarray] = None) -> np.ndarray:
   """Optimise K unit prototypes that are spread out on S^(dim-1).
 
   Args:
     num_prototypes: K.
     dim: d.
-    steps: SGD steps (GOCA: 50000).
+    steps: optimisation steps, the first one Adam, the others SGD (GOCA: 50000).
     seed: initialisation seed; C0 ~ N(0, 1) with rows normalised.
-    lr: SGD learning rate (0.1).
+    lr: Adam and SGD learning rate (0.1).
     log_every: steps between progress lines (the steps in between run in one jitted `fori_loop`).
     log_fn: where progress lines go (default: print to stderr).
+    init: optional C0 [K, d] (rows are normalised) instead of the seeded normal draw.
 
   Returns:
     float32 array [K, d] with unit rows.
@@ -62,7 +77,13 @@ def make_prototypes(num_prototypes: int = 1000, dim: int = 128, steps: int = 500
                      f"{dim}, {steps}")
   if log_fn is None:
     log_fn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-  c = normalize_rows(jax.random.normal(jax.random.key(seed), (num_prototypes, dim), jnp.float32))
+  if init is not None:
+    c = jnp.asarray(np.asarray(init), jnp.float32)
+    if c.shape != (num_prototypes, dim):
+      raise ValueError(f"make_prototypes: init has shape {c.shape}, expected ({num_prototypes}, {dim})")
+    c = normalize_rows(c)
+  else:
+    c = normalize_rows(jax.random.normal(jax.random.key(seed), (num_prototypes, dim), jnp.float32))
   grad_fn = jax.grad(separation_loss)
 
   def step(_, c):
@@ -76,10 +97,13 @@ def make_prototypes(num_prototypes: int = 1000, dim: int = 128, steps: int = 500
   log_fn(f"prototypes: K={num_prototypes} d={dim} steps={steps} seed={seed} "
          f"start loss={float(separation_loss(c)):.4f} max cos={float(max_pairwise_cosine(c)):.4f}")
   done = 0
+  if steps > 0:
+    c = jax.jit(adam_first_step, static_argnums=1)(c, float(lr))
+    done = 1
   chunk = max(int(log_every), 1)
   t0 = time.time()
   while done < steps:
-    n = min(chunk, steps - done)
+    n = min(chunk - done % chunk, steps - done)
     c, loss, mcos = run_chunk(c, n)
     done += n
     rate = done / max(time.time() - t0, 1e-9)

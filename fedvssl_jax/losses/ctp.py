@@ -91,6 +91,30 @@ def decode_ctp_targets(deltas: jax.Array,
   return jnp.concatenate([ctr - 0.5 * size, ctr + 0.5 * size], axis=-1)
 
 
+def aligned_box_iou(a: jax.Array, b: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """IoU of corresponding boxes, as mmcv's `bbox_overlaps(a, b, aligned=True)` (mode "iou", offset 0) that CtP's
+  `forward_test` uses: area = (x2 - x1) (y2 - y1), overlap clamped at 0, IoU = overlap / max(union, eps).
+
+  Args:
+    a, b: [..., 4] boxes `(x1, y1, x2, y2)` in pixels, same shape.
+
+  Returns:
+    float32 [...] IoU in [0, 1].
+  """
+  a = jnp.asarray(a, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
+  _check_boxes(a, "a")
+  if a.shape != b.shape:
+    raise ValueError(f"fedvssl_jax/losses/ctp.py: aligned_box_iou shapes differ: {a.shape} vs {b.shape}")
+  lt = jnp.maximum(a[..., :2], b[..., :2])
+  rb = jnp.minimum(a[..., 2:], b[..., 2:])
+  wh = jnp.maximum(rb - lt, 0.0)
+  overlap = wh[..., 0] * wh[..., 1]
+  area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+  area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+  return overlap / jnp.maximum(area_a + area_b - overlap, eps)
+
+
 def smooth_l1(pred: jax.Array, target: jax.Array, beta: float = 1.0) -> jax.Array:
   """Elementwise smooth-L1: 0.5 d^2 / beta if d < beta else d - 0.5 beta, with d = |pred - target|."""
   if beta <= 0:

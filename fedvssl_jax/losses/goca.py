@@ -173,6 +173,20 @@ def update_queue(queue: jax.Array, z_rgb: jax.Array, z_flow: jax.Array,
   return jnp.concatenate([new, queue[:, :, : length - b]], axis=2)
 
 
+def push_queue(queue: jax.Array, zs: Sequence[jax.Array], assign_views: Sequence[int] = (0, 1)) -> jax.Array:
+  """FIFO update of a queue [S, |assign_views|, L, D] with the embeddings zs[s] [V, B, D] of its S sets (S = 2: RGB
+  and flow, as `update_queue`; S = 1: a single stream or the averaged streams). No gradient; needs B <= L."""
+  b = zs[0].shape[1]
+  length = queue.shape[2]
+  if len(zs) != queue.shape[0]:
+    raise ValueError(f"push_queue: {len(zs)} embedding sets for a queue of {queue.shape[0]}")
+  if b > length:
+    raise ValueError(f"push_queue: batch {b} is longer than the queue ({length})")
+  new = jnp.stack([z[jnp.asarray(assign_views)] for z in zs])  # [S, T, B, D]
+  new = lax.stop_gradient(new).astype(queue.dtype)
+  return jnp.concatenate([new, queue[:, :, : length - b]], axis=2)
+
+
 def queue_is_full(queue: jax.Array) -> bool:
   """SwAV's rule: use the queue only once its last row has been written (host-side check, not jit-traced)."""
   return bool(jnp.any(queue[:, :, -1] != 0))
@@ -209,6 +223,7 @@ def goca_loss(
     divide_twice: bool = False,
     queue: Optional[jax.Array] = None,
     axis_name: Optional[str] = None,
+    sinkhorn_cycle: int = 1,
 ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """GOCA's loss: swapped prediction inside each stream, codes optionally guided by the other stream.
 
@@ -234,6 +249,9 @@ def goca_loss(
     queue: optional queue scores [2, |assign_views|, L, K] (see `queue_scores`), prepended to each assigned view's
       scores before Sinkhorn (and before the prior), as in SwAV; the codes are the last B rows.
     axis_name: mesh axis inside `shard_map` (None under `jit`).
+    sinkhorn_cycle: rounds of prior-guided Sinkhorn (GOCA's `--sinkhorn_cycle`, train_utils.py compute_ot_loss):
+      1 = q_r = SKprior(s_r, SK(s_f)); 2 = the guided codes of round 1 are the priors of round 2,
+      q_r = SKprior(s_r, SKprior(s_f, SK(s_r))); n > 2 continues the same way.
 
   Returns:
     (loss, metrics) with metrics `loss_rgb`, `loss_flow` (same normalisation as `loss`), `agreement` (fraction of
@@ -250,16 +268,20 @@ def goca_loss(
     raise ValueError(f"goca_loss: assign_views {assign_views} out of range for V={v_total}")
   if v_total < 2:
     raise ValueError("goca_loss: need at least 2 views for swapped prediction")
+  if int(sinkhorn_cycle) < 1:
+    raise ValueError(f"goca_loss: sinkhorn_cycle must be >= 1, got {sinkhorn_cycle}")
   if queue is not None and (queue.ndim != 4 or queue.shape[0] != 2 or queue.shape[1] != len(assign_views)
                             or queue.shape[3] != k):
     raise ValueError(f"goca_loss: queue must be [2, {len(assign_views)}, L, {k}], got {queue.shape}")
 
   def codes_for(scores_a: jax.Array, scores_b: jax.Array) -> Tuple[jax.Array, jax.Array]:
     if use_prior:
-      p_b = sinkhorn(scores_b, epsilon, num_iters, axis_name=axis_name)
-      p_a = sinkhorn(scores_a, epsilon, num_iters, axis_name=axis_name)
-      q_a = sinkhorn_with_prior(scores_a, p_b, epsilon, epsilon2, num_iters, prior_sign, axis_name=axis_name)
-      q_b = sinkhorn_with_prior(scores_b, p_a, epsilon, epsilon2, num_iters, prior_sign, axis_name=axis_name)
+      q_a = sinkhorn(scores_a, epsilon, num_iters, axis_name=axis_name)
+      q_b = sinkhorn(scores_b, epsilon, num_iters, axis_name=axis_name)
+      for _ in range(sinkhorn_cycle):
+        q_a, q_b = (
+            sinkhorn_with_prior(scores_a, q_b, epsilon, epsilon2, num_iters, prior_sign, axis_name=axis_name),
+            sinkhorn_with_prior(scores_b, q_a, epsilon, epsilon2, num_iters, prior_sign, axis_name=axis_name))
     else:
       q_a = sinkhorn(scores_a, epsilon, num_iters, axis_name=axis_name)
       q_b = sinkhorn(scores_b, epsilon, num_iters, axis_name=axis_name)
@@ -304,3 +326,50 @@ def goca_loss(
       "protos_used_pred_flow": _num_used(jnp.argmax(scores_flow, axis=-1), k),
   }
   return loss, metrics
+
+
+def swav_loss(
+    scores: jax.Array,
+    *,
+    assign_views: Sequence[int] = (0, 1),
+    temperature: float = 0.1,
+    epsilon: float = 0.05,
+    num_iters: int = 3,
+    divide_twice: bool = False,
+    queue: Optional[jax.Array] = None,
+    axis_name: Optional[str] = None,
+) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+  """SwAV's swapped prediction on one set of views: GOCA's single-stream runs (`--video_channels rgb|flow`, the
+  released launch script) and `AvgRgbFlow` (scores of the averaged streams), train_utils.py compute_ot_loss.
+
+    loss = (1/|T|) sum_t mean_{v != t} CE(SK(s[t]), softmax(s[v] / tau))   (/ |T| once more if `divide_twice`)
+
+  Args:
+    scores: [V, B, K] view-major scores.
+    queue: optional queue scores [|assign_views|, L, K], prepended before Sinkhorn (codes = last B rows).
+    others: as `goca_loss`.
+
+  Returns:
+    (loss, metrics) with `loss`, `protos_used` (distinct argmax of the codes) and `protos_used_pred`.
+  """
+  if scores.ndim != 3:
+    raise ValueError(f"swav_loss: scores must be [V, B, K], got {scores.shape}")
+  v_total, b, k = scores.shape
+  assign_views = tuple(int(t) for t in assign_views)
+  if v_total < 2 or not assign_views or any(t < 0 or t >= v_total for t in assign_views):
+    raise ValueError(f"swav_loss: assign_views {assign_views} out of range for V={v_total} (need V >= 2)")
+  if queue is not None and (queue.ndim != 3 or queue.shape[0] != len(assign_views) or queue.shape[2] != k):
+    raise ValueError(f"swav_loss: queue must be [{len(assign_views)}, L, {k}], got {queue.shape}")
+  inv_t = jnp.float32(1.0 / temperature)
+  loss = jnp.float32(0.0)
+  assign = []
+  for i, t in enumerate(assign_views):
+    a = scores[t] if queue is None else jnp.concatenate([queue[i].astype(scores.dtype), scores[t]], axis=0)
+    q = sinkhorn(a, epsilon, num_iters, axis_name=axis_name)[-b:]
+    others = [v for v in range(v_total) if v != t]
+    loss += sum(_soft_ce(q, scores[v] * inv_t) for v in others) / len(others)
+    assign.append(jnp.argmax(q, axis=-1))
+  n = len(assign_views)
+  loss = loss / (float(n * n) if divide_twice else float(n))
+  return loss, {"loss": loss, "protos_used": _num_used(jnp.stack(assign), k),
+                "protos_used_pred": _num_used(jnp.argmax(scores, axis=-1), k)}

@@ -52,7 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fedvssl_jax.losses.ctp import DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS, ctp_loss, encode_ctp_targets
+from fedvssl_jax.losses.ctp import (DEFAULT_TARGET_MEANS, DEFAULT_TARGET_STDS, aligned_box_iou, ctp_loss,
+                                    decode_ctp_targets, encode_ctp_targets)
 from fedvssl_jax.models import layers
 from fedvssl_jax.ops.roi_align import roi_align
 from fedvssl_jax.pretext import base
@@ -220,6 +221,23 @@ class CtPModel(base.PretextModel):
     """video [B, T, H, W, 3], gt_trajs [B, N, T, 4] -> predicted deltas [B, N, T, 4] (queries: frame-0 boxes)."""
     feats = self.backbone(video)
     return self.head(feats, gt_trajs[:, :, 0, :])
+
+
+def trajectory_iou(model: CtPModel, video: jax.Array, gt_trajs: jax.Array) -> jax.Array:
+  """CtP's `forward_test` (pyvrl/models/pretraining/ctp/ctp_model.py): the predicted trajectories of the patches
+  (queried by their frame-0 boxes, deltas decoded as `CtPHead.predict`) against the true ones, IoU per frame.
+
+  Args:
+    model: a CtP model (put it in eval mode first).
+    video: [B, T, H, W, 3] clips with pasted patches; gt_trajs: [B, N, T, 4] their boxes (x1, y1, x2, y2), px.
+
+  Returns:
+    float32 [B, N, T] IoU (`aligned_box_iou`).
+  """
+  gt_trajs = jnp.asarray(gt_trajs, jnp.float32)
+  pred = model(video, gt_trajs)
+  boxes = decode_ctp_targets(pred, gt_trajs[:, :, 0, :], means=model.target_means, stds=model.target_stds)
+  return aligned_box_iou(boxes, gt_trajs)
 
 
 def infer_feature_shape(backbone: nnx.Module, input_shape: Tuple[int, ...]) -> Tuple[int, ...]:

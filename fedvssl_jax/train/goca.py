@@ -10,6 +10,7 @@ and, when `config.knn.enabled`, evaluate kNN retrieval of the two-stream feature
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -24,7 +25,7 @@ from fedvssl_jax.evaluation import knn as knn_lib
 from fedvssl_jax.evaluation import reporting
 from fedvssl_jax.goca import larc as larc_lib
 from fedvssl_jax.goca import prototypes as prototypes_lib
-from fedvssl_jax.goca.model import GOCAModel
+from fedvssl_jax.goca.model import GOCAModel, ProjectionHead
 from fedvssl_jax.losses import goca as goca_losses
 from fedvssl_jax.models import export
 from fedvssl_jax.train import distributed
@@ -73,12 +74,15 @@ def ensure_flow(config: ml_collections.ConfigDict, splits: datasets.DatasetSplit
 
 
 def load_or_make_prototypes(config: ml_collections.ConfigDict) -> np.ndarray:
-  """`config.model.prototypes_path`, or prototypes made once and cached by (K, d, steps)."""
+  """`config.model.prototypes_path`, or prototypes made once and cached by (K, d, steps).
+
+  The cache name carries `adam1` (GOCA's first Adam step, then SGD); files made before that change are not reused.
+  """
   m = config.model
   if m.prototypes_path:
     return prototypes_lib.load_prototypes(m.prototypes_path, m.num_prototypes, m.embed_dim)
   cache = os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "prototypes")
-  path = os.path.join(cache, f"prototypes-{m.embed_dim}d-{m.num_prototypes}c_{m.prototype_steps}.npy")
+  path = os.path.join(cache, f"prototypes-{m.embed_dim}d-{m.num_prototypes}c_{m.prototype_steps}_adam1.npy")
   if not os.path.exists(path):
     print(f"making {m.num_prototypes} hyperspherical prototypes in {m.embed_dim}-d ({m.prototype_steps} steps) "
           f"-> {path}", flush=True)
@@ -93,7 +97,29 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs, prototypes: n
   if prototypes is None:
     prototypes = load_or_make_prototypes(config)
   return GOCAModel(m.arch, m.backbone_kwargs.to_dict(), m.num_prototypes, m.embed_dim, m.hidden_dim, m.share_head,
-                   prototypes=prototypes, learn_prototypes=m.learn_prototypes, rngs=rngs)
+                   prototypes=prototypes, learn_prototypes=m.learn_prototypes, streams=model_streams(config),
+                   merge=config.goca.get("merge", "prior"), rngs=rngs)
+
+
+MODALITIES = {"rgb_flow": ("rgb", "flow"), "rgb": ("rgb",), "flow": ("flow",)}
+
+
+def model_streams(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The streams `config.goca.modality` trains: GOCA's `--video_channels` rgb_flow (default) | rgb | flow."""
+  modality = config.goca.get("modality", "rgb_flow")
+  if modality not in MODALITIES:
+    raise ConfigError(f"config.goca.modality={modality!r}: expected one of {', '.join(MODALITIES)}")
+  merge = config.goca.get("merge", "prior")
+  if merge not in ("prior", "avg"):
+    raise ConfigError(f"config.goca.merge={merge!r}: expected prior (PriorRgbFlow) or avg (AvgRgbFlow)")
+  if merge == "avg" and modality != "rgb_flow":
+    raise ConfigError(f"config.goca.merge='avg' averages two streams; config.goca.modality is {modality!r}")
+  return MODALITIES[modality]
+
+
+def queue_streams(config: ml_collections.ConfigDict) -> int:
+  """Embedding sets the queue holds: 2 for the prior-coupled streams, 1 for a single stream or `merge=avg`."""
+  return 2 if len(model_streams(config)) == 2 and config.goca.get("merge", "prior") == "prior" else 1
 
 
 def view_keys(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
@@ -101,7 +127,8 @@ def view_keys(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
   from fedvssl_jax.goca import data as goca_data
 
   lens = list(config.views.clip_lens)
-  return goca_data.view_keys(lens, "rgb"), goca_data.view_keys(lens, "flow")
+  streams = model_streams(config)
+  return tuple(goca_data.view_keys(lens, st) if st in streams else [] for st in ("rgb", "flow"))
 
 
 class SwAVQueue(nnx.Variable):
@@ -115,31 +142,46 @@ def add_queue(model: GOCAModel, config: ml_collections.ConfigDict) -> None:
     if length % config.batch_size:
       raise ConfigError(f"config.goca.queue_length={length} must be a multiple of config.batch_size="
                         f"{config.batch_size}")
-    model.queue = SwAVQueue(goca_losses.init_queue(length, len(config.goca.assign_views), config.model.embed_dim))
+    model.queue = SwAVQueue(goca_losses.init_queue(length, len(config.goca.assign_views), config.model.embed_dim,
+                                                   num_streams=queue_streams(config)))
 
 
-def make_loss_fn(config: ml_collections.ConfigDict, use_prior: bool, use_queue: bool = False):
+def make_loss_fn(config: ml_collections.ConfigDict, use_prior: bool, use_queue: bool = False,
+                 push_queue: bool = True):
   """`loss_fn(model, batch, rng)` of GOCA (Sinkhorn in float32, no gradient through the codes).
 
-  With a queue on the model, every step pushes the assigned views' embeddings into it; `use_queue` also prepends the
-  queued embeddings' scores to the Sinkhorn input (SwAV), once the queue is full.
+  With a queue on the model and `push_queue`, the step pushes the assigned views' embeddings into it; `use_queue`
+  also prepends the queued embeddings' scores to the Sinkhorn input (SwAV), once the queue is full.
   """
   g = config.goca
   rgb_keys, flow_keys = view_keys(config)
 
+  streams = model_streams(config)
+  coupled = queue_streams(config) == 2  # GOCA's PriorRgbFlow; else one SwAV loss (one stream or AvgRgbFlow)
+  suffix = "" if g.get("merge", "prior") == "avg" else f"_{streams[0]}"
+
   def loss_fn(model, batch, rng):
     del rng
-    out = model([batch[k] for k in rgb_keys], [batch[k] for k in flow_keys])
+    out = model([batch[k] for k in rgb_keys] or None, [batch[k] for k in flow_keys] or None)
     queue = model.queue[...] if hasattr(model, "queue") else None
     queued_scores = None
     if use_queue and queue is not None:
       queued_scores = goca_losses.queue_scores(queue, prototypes_lib.normalize_rows(model.prototypes[...]))
-    loss, metrics = goca_losses.goca_loss(
-        out["scores_rgb"], out["scores_flow"], assign_views=tuple(g.assign_views), temperature=g.temperature,
-        epsilon=g.epsilon, epsilon2=g.epsilon2, num_iters=g.sinkhorn_iters, use_prior=use_prior,
-        prior_sign=g.prior_sign, divide_twice=g.divide_twice, queue=queued_scores)
-    if queue is not None:
-      model.queue[...] = goca_losses.update_queue(queue, out["z_rgb"], out["z_flow"], tuple(g.assign_views))
+    if coupled:
+      loss, metrics = goca_losses.goca_loss(
+          out["scores_rgb"], out["scores_flow"], assign_views=tuple(g.assign_views), temperature=g.temperature,
+          epsilon=g.epsilon, epsilon2=g.epsilon2, num_iters=g.sinkhorn_iters, use_prior=use_prior,
+          prior_sign=g.prior_sign, divide_twice=g.divide_twice, queue=queued_scores,
+          sinkhorn_cycle=int(g.get("sinkhorn_cycle", 1)))
+      new_z = (out["z_rgb"], out["z_flow"])
+    else:
+      loss, metrics = goca_losses.swav_loss(
+          out["scores" + suffix], assign_views=tuple(g.assign_views), temperature=g.temperature,
+          epsilon=g.epsilon, num_iters=g.sinkhorn_iters, divide_twice=g.divide_twice,
+          queue=None if queued_scores is None else queued_scores[0])
+      new_z = (out["z" + suffix],)
+    if queue is not None and push_queue:
+      model.queue[...] = goca_losses.push_queue(queue, new_z, tuple(g.assign_views))
     if config.model.learn_prototypes and config.model.separation_weight:
       sep = prototypes_lib.separation_loss(model.prototypes[...])
       metrics = dict(metrics, separation=sep)
@@ -153,10 +195,12 @@ def make_builder(config: ml_collections.ConfigDict):
   from fedvssl_jax.goca.data import GOCAClipBuilder
 
   v = config.views
+  streams = model_streams(config)
   return GOCAClipBuilder(clip_lens=tuple(v.clip_lens), num_clips=tuple(v.num_clips), stride=v.stride,
                          min_start_distance=v.min_start_distance, crop_size=v.crop_size,
                          short_side_range=tuple(v.short_side_range) if v.short_side_range else None,
-                         flip_p=v.flip_p, jitter=tuple(v.jitter) if v.jitter else None, grayscale_p=v.grayscale_p)
+                         flip_p=v.flip_p, jitter=tuple(v.jitter) if v.jitter else None, grayscale_p=v.grayscale_p,
+                         with_flow="flow" in streams, with_rgb="rgb" in streams)
 
 
 def make_tx(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int):
@@ -185,10 +229,11 @@ def knn_two_stream(rgb: nnx.Module, flow: nnx.Module, config, splits, mesh, desc
 
 
 def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel) -> dict[str, str]:
-  """Writes both backbones as exported checkpoints: {"rgb": <workdir>/export/backbone, "flow": .../flow_backbone}."""
+  """Writes the backbones as exported checkpoints: {"rgb": <workdir>/export/backbone, "flow": .../flow_backbone}
+  (a single-stream model: its one entry)."""
   kwargs = {k: v for k, v in config.model.backbone_kwargs.to_dict().items() if k != "output"}
   out = {}
-  for stream in ("rgb", "flow"):
+  for stream in model.streams:
     name = "backbone" if stream == "rgb" else "flow_backbone"
     path = os.path.join(workdir, "export", name)
     export.save_backbone(path, config.model.arch, kwargs, state_lib.module_weights(getattr(model.backbone, stream)))
@@ -196,13 +241,69 @@ def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOC
   return out
 
 
+KNN_FEATURES = ("backbone", "head", "prototypes")
+
+
+def model_view_features(model: GOCAModel, feature: str, mesh):
+  """A jitted `batch -> [B, V, S, D']` of a GOCA model (eval mode): GOCA's kNN features beyond the backbone.
+
+  feature: "head" = the L2-normalised projection z (GOCA's KNN_all `x`), "prototypes" = the scores z C^T
+  (KNN_emb_prot / KNN_all `prots`). Feature sets S: one stream: [that stream]; two streams: [the averaged streams
+  (shared head: of (h_rgb + h_flow) / 2, as GOCA's Avg; separate heads: the mean of the two), rgb, flow], the
+  order of `knn.STREAM_SETS`. `batch["video"]` / `batch["flow"]`: float [B, V, T, H, W, 3].
+  """
+  from fedvssl_jax.train import mesh as mesh_lib
+
+  if feature not in ("head", "prototypes"):
+    raise ConfigError(f"config.knn.feature={feature!r}: the model features are 'head' or 'prototypes'")
+  model.eval()
+  graphdef, state = nnx.split(model)
+  keys = {"rgb": "video", "flow": "flow"}
+
+  def fn(state, batch):
+    m = nnx.merge(graphdef, state)
+    c = prototypes_lib.normalize_rows(m.prototypes[...].astype(jax.numpy.float32))
+
+    def out(e):
+      z = e / jax.numpy.maximum(jax.numpy.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+      return z if feature == "head" else z @ c.T
+
+    hs = {}
+    for st in m.streams:
+      x = batch[keys[st]]
+      b, v = x.shape[:2]
+      hs[st] = getattr(m.backbone, st)(x.reshape((b * v,) + x.shape[2:])).astype(jax.numpy.float32)
+    sets = [out(m._head(st)(hs[st])) for st in m.streams]
+    if len(sets) == 2:
+      shared = isinstance(m.head, ProjectionHead)
+      sets = [out(m.head((hs["rgb"] + hs["flow"]) / 2)) if shared else (sets[0] + sets[1]) / 2] + sets
+    return jax.numpy.stack([s_.reshape(b, v, -1) for s_ in sets], axis=2)
+
+  jitted = jax.jit(fn, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)))
+  state = jax.device_put(state, mesh_lib.replicated(mesh))
+  return lambda batch: jitted(state, batch)
+
+
+def knn_of_model(model: GOCAModel, config, splits, mesh, desc: str) -> dict[str, dict[str, float]]:
+  """R@k of `model_view_features(model, config.knn.feature)`: {set name: R@k} (sets as in `model_view_features`)."""
+  streams = model.streams
+  names = knn_lib.STREAM_SETS if len(streams) == 2 else streams
+  inputs = tuple({"rgb": "video", "flow": "flow"}[st] for st in streams)
+  return knn_lib.knn_retrieval(model_view_features(model, config.knn.feature, mesh), splits,
+                               knn_lib.knn_test_builder(config.knn, with_flow="flow" in streams), mesh,
+                               config.knn.batch_size, config.data.num_workers, config.knn.mean_center,
+                               inputs=inputs, desc=desc, names=names)
+
+
 def evaluate_knn(config: ml_collections.ConfigDict, exported: dict[str, str],
-                 splits: datasets.DatasetSplits) -> dict[str, Any]:
+                 splits: datasets.DatasetSplits, model: GOCAModel | None = None) -> dict[str, Any]:
   """kNN of the exported backbones and of a randomly initialised model when `config.knn.enabled` (else {}).
 
   Args:
     exported: {"rgb": dir, "flow": dir} of `export_backbones`.
     splits: the run's splits, their flow videos made / checked by `ensure_flow`.
+    model: the pretrained model; needed for `config.knn.feature` "head" / "prototypes" (GOCA's KNN_all /
+      KNN_emb_prot), which retrieve with the model's projection / prototype scores instead of the backbone.
 
   Returns:
     `knn`, the two-stream R@k (the protocol) of the pretrained and the random-init model, and `knn_per_stream`, each
@@ -211,6 +312,33 @@ def evaluate_knn(config: ml_collections.ConfigDict, exported: dict[str, str],
   if not config.knn.enabled:
     return {}
   mesh = mesh_lib.make_mesh(config.get("mesh"))
+  feature = config.knn.get("feature", "backbone")
+  if feature not in KNN_FEATURES:
+    raise ConfigError(f"config.knn.feature={feature!r}: expected one of {', '.join(KNN_FEATURES)}")
+  if feature != "backbone":
+    if model is None:
+      raise ConfigError(f"config.knn.feature={feature!r} needs the pretrained model (not only exported backbones)")
+    pre = knn_of_model(model, config, splits, mesh, f"knn pretrained ({feature})")
+    rnd = knn_of_model(build_model(config, nnx.Rngs(config.seed)), config, splits, mesh, f"knn random init ({feature})")
+    first = next(iter(pre))
+    res = {"knn": {"pretrained": pre.pop(first), "random_init": rnd.pop(first)}, "knn_feature": feature}
+    if pre:
+      res["knn_per_stream"] = {"pretrained": pre, "random_init": rnd}
+    return res
+  if len(exported) == 1:  # one stream: its own R@k
+    (stream, path), = exported.items()
+    key = "video" if stream == "rgb" else "flow"
+    builder = knn_lib.knn_test_builder(config.knn, with_flow=stream == "flow")
+
+    def one(backbone, desc):
+      return knn_lib.knn_retrieval(knn_lib.stream_view_features(((key, backbone),), mesh), splits, builder, mesh,
+                                   config.knn.batch_size, config.data.num_workers, config.knn.mean_center,
+                                   inputs=(key,), desc=desc)
+
+    pretrained = one(export.load_backbone(path, output="pooled")[0], f"knn pretrained ({stream})")
+    random_backbone = getattr(build_model(config, nnx.Rngs(config.seed)).backbone, stream)
+    random_init = one(random_backbone, f"knn random init ({stream})")
+    return {"knn": {"pretrained": pretrained, "random_init": random_init}, "knn_stream": stream}
   rgb, _ = export.load_backbone(exported["rgb"], output="pooled")
   flow, _ = export.load_backbone(exported["flow"], output="pooled")
   pretrained = knn_two_stream(rgb, flow, config, splits, mesh, "knn pretrained")
@@ -221,16 +349,31 @@ def evaluate_knn(config: ml_collections.ConfigDict, exported: dict[str, str],
           "knn_per_stream": {"pretrained": pretrained, "random_init": random_init}}
 
 
-def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, steps_per_epoch: int,
-                       total_steps: int):
-  """`step(state, batch, rng)` that picks the compiled variant for the step: the prior from
-  `goca.prior_start_epoch`, the queue from `goca.epoch_queue_starts` once it has been filled. Variants compile lazily.
+def step_variant(config: ml_collections.ConfigDict, n: int, steps_per_epoch: int,
+                 total_steps: int) -> tuple[bool, bool, bool]:
+  """(prior, push, use) of step n: the prior from `goca.prior_start_epoch`; the SwAV queue as GOCA's ssv_main.py.
+
+  GOCA creates the (zero) queue at the start of epoch `epoch_queue_starts`, pushes every step from then on, and
+  prepends it to the Sinkhorn input once its last row is non-zero, i.e. after L / B pushes: pushed from step
+  s0 = epoch_queue_starts * steps_per_epoch, used from step s0 + L / B (B the global batch).
   """
   g = config.goca
   prior_from = int(g.prior_start_epoch * steps_per_epoch) if g.use_prior else total_steps + 1
   length = int(g.get("queue_length", 0))
-  queue_from = (max(int(g.epoch_queue_starts * steps_per_epoch), -(-length // config.batch_size))
-                if length > 0 else total_steps + 1)
+  if length > 0:
+    push_from = math.ceil(g.epoch_queue_starts * steps_per_epoch - 1e-9)
+    use_from = push_from + -(-length // config.batch_size)
+  else:
+    push_from = use_from = total_steps + 1
+  return n >= prior_from, n >= push_from, n >= use_from
+
+
+def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, steps_per_epoch: int,
+                       total_steps: int):
+  """`step(state, batch, rng)` that picks the compiled variant for the step (`step_variant`: the prior from
+  `goca.prior_start_epoch`, the queue filled from `goca.epoch_queue_starts` and used once full). Variants compile
+  lazily.
+  """
   compiled = {}
   host_step = []  # the step number kept on the host, so the dispatch does not wait for the device each step
 
@@ -239,9 +382,9 @@ def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, st
       host_step.append(int(jax.device_get(state.step)))  # once: 0, or the step a resumed run restored
     n = host_step[0]
     host_step[0] += 1
-    key = (n >= prior_from, n >= queue_from)
+    key = step_variant(config, n, steps_per_epoch, total_steps)
     if key not in compiled:
-      loss_fn = make_loss_fn(config, use_prior=key[0], use_queue=key[1])
+      loss_fn = make_loss_fn(config, use_prior=key[0], use_queue=key[2], push_queue=key[1])
       compiled[key] = state_lib.make_train_step(graphdef, tx, loss_fn, mesh)
     return compiled[key](state, batch, rng)
 
@@ -251,15 +394,19 @@ def make_step_dispatch(config: ml_collections.ConfigDict, graphdef, tx, mesh, st
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = mesh_lib.make_mesh(config.get("mesh"))
   mesh_lib.check_batch_size(config.batch_size, mesh)
-  if not config.data.get("with_flow", False):
-    raise ConfigError("config.data.with_flow must be True for GOCA (two streams)")
+  streams = model_streams(config)
+  if "flow" in streams and not config.data.get("with_flow", False):
+    raise ConfigError(f"config.data.with_flow must be True for GOCA with a flow stream (config.goca.modality="
+                      f"{config.goca.get('modality', 'rgb_flow')!r})")
   splits = datasets.load_splits(config.data)
   with distributed.primary_first("goca flow and prototypes"):  # made once, by process 0
-    ensure_flow(config, splits)
+    if "flow" in streams:
+      ensure_flow(config, splits)
     load_or_make_prototypes(config)
   steps_per_epoch = max(1, len(splits.train) // config.batch_size)
   total_steps = config.num_steps if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
-  print(f"GOCA pretraining: {len(splits.train)} videos, {total_steps} steps ({steps_per_epoch} per epoch), global "
+  print(f"GOCA pretraining ({'+'.join(streams)}, merge {config.goca.get('merge', 'prior')}): "
+        f"{len(splits.train)} videos, {total_steps} steps ({steps_per_epoch} per epoch), global "
         f"batch {config.batch_size} on {mesh.devices.size} devices{distributed.process_tag()}", flush=True)
 
   model = build_model(config, nnx.Rngs(config.seed))
@@ -282,5 +429,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final = state_lib.merge_model(graphdef, jax.device_get(state))
   exported = export_backbones(config, workdir, final)
   results: dict[str, Any] = {"method": "goca", "steps": int(state.step), "export": exported}
-  results.update(evaluate_knn(config, exported, splits))
+  results.update(evaluate_knn(config, exported, splits, model=final))
   return reporting.write_results(workdir, results)

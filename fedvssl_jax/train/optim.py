@@ -17,10 +17,13 @@ Config keys (`config.optim`):
   step_epochs: epochs at which the lr is multiplied by `step_factor` ("step").
   step_factor: e.g. 0.1.
   warmup_epochs, warmup_start_lr, final_lr: for "warmup_cosine".
+  backbone_lr_ratio: sgd only; the parameters under `backbone` get lr / ratio (GOCA's ViCC-style fine-tuning,
+    `--use_vicc_opt` with `--backbone_ratio 10`: helper/train_utils.py setup_optimization_finetune). Default 1.
 """
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
@@ -64,4 +67,22 @@ def make_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule) -
     parts.append(optax.add_decayed_weights(wd))
   momentum = float(optim.get("momentum", 0.0) or 0.0)
   parts.append(optax.sgd(schedule, momentum=momentum or None, nesterov=bool(optim.get("nesterov", False))))
+  ratio = float(optim.get("backbone_lr_ratio", 1.0))
+  if ratio != 1.0:
+    parts.append(scale_backbone_updates(1.0 / ratio))
   return optax.chain(*parts)
+
+
+def _under_backbone(path) -> bool:
+  return any(getattr(k, "key", getattr(k, "name", None)) == "backbone" for k in path)
+
+
+def scale_backbone_updates(factor: float) -> optax.GradientTransformation:
+  """Multiplies the updates of every parameter under a `backbone` key by `factor`. After SGD this is torch's
+  per-group lr (lr * factor for the backbone group): torch's momentum buffer does not depend on the lr."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(lambda p, u: u * factor if _under_backbone(p) else u, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 from flax import nnx
 
@@ -74,6 +75,44 @@ def evaluate_knn(config: ml_collections.ConfigDict, export_dir: str, splits, mes
   return results
 
 
+def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, splits, mesh) -> dict[str, Any]:
+  """CtP's test of the pretext task itself (`forward_test`): mean IoU of the predicted patch trajectories on one
+  clip of every held-out video (the test split; clips and patches drawn as in training, seeded per video), for the
+  pretrained model and the same model at random initialisation.
+
+  Returns:
+    {"pretrained": {"mean": .., "per_frame": [T]}, "random_init": {..}, "num_clips": N} (IoU in [0, 1]).
+  """
+  from fedvssl_jax.pretext.ctp import trajectory_iou
+
+  task = PRETEXT_TASKS.get(config.task.name)
+  builder = task.make_builder(config.task)
+  records = splits.test or splits.train
+  batch_size = int(config.trajectory_iou.batch_size)
+  mesh_lib.check_batch_size(batch_size, mesh, what="config.trajectory_iou.batch_size")
+
+  def run(model):
+    model.eval()
+    gd, st = nnx.split(model)
+    fn = jax.jit(lambda st, v, g: trajectory_iou(nnx.merge(gd, st), v, g),
+                 in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh), mesh_lib.batch_sharding(mesh)))
+    st = jax.device_put(st, mesh_lib.replicated(mesh))
+    ious = []
+    ds = pipeline.make_eval_dataset(records, builder, batch_size=batch_size, num_workers=config.data.num_workers,
+                                    seed=config.seed, shard_index=jax.process_index(),
+                                    shard_count=jax.process_count())
+    for batch in ds:
+      b = mesh_lib.put_batch({"video": batch["video"], "gt_trajs": batch["gt_trajs"]}, mesh)
+      iou = np.asarray(jax.device_get(fn(st, b["video"], b["gt_trajs"])))  # [B, N, T]
+      ious.append(iou[np.asarray(batch["valid"], bool)])
+    iou = np.concatenate(ious)  # [clips, N, T]
+    return {"mean": float(iou.mean()), "per_frame": [float(v) for v in iou.mean(axis=(0, 1))]}, int(len(iou))
+
+  pretrained, n = run(state_lib.merge_model(graphdef, jax.device_get(state)))
+  random_init, _ = run(task.make_model(task_model_config(config), rngs=nnx.Rngs(config.seed)))
+  return {"pretrained": pretrained, "random_init": random_init, "num_clips": n}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = mesh_lib.make_mesh(config.get("mesh"))
   mesh_lib.check_batch_size(config.batch_size, mesh)
@@ -108,6 +147,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final = state_lib.merge_model(graphdef, jax.device_get(state))
   export_dir = export_backbone(config, workdir, state_lib.module_weights(final.backbone))
   results: dict[str, Any] = {"task": config.task.name, "steps": int(state.step), "export": export_dir}
+  if config.task.name == "ctp" and config.get("trajectory_iou", {}).get("enabled", False):
+    results["ctp_trajectory_iou"] = evaluate_trajectory_iou(config, graphdef, state, splits, mesh)
   if config.knn.enabled:
     results["knn"] = evaluate_knn(config, export_dir, splits, mesh)
   reporting.write_results(workdir, results)
