@@ -49,3 +49,16 @@ def run_main(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                         text=True, timeout=timeout)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
   return proc
+
+
+# End-to-end files that run whole recipes, several processes or a Flower deployment: the newest-stack CI leg
+# (.ci/run, leg 2) leaves them out (`-m "not slow"`) to fit CI's time; leg 1 runs everything. The modules they
+# exercise are also covered by the faster unit tests of the other files.
+SLOW_FILES = {"test_layouts.py", "test_multiprocess.py", "test_goca_demo.py", "test_federated_demo.py",
+              "test_flower_deployment.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+  for item in items:
+    if item.path.name in SLOW_FILES:
+      item.add_marker(pytest.mark.slow)
