@@ -98,17 +98,21 @@ def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, 
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh), mesh_lib.batch_sharding(mesh)))
     st = jax.device_put(st, mesh_lib.replicated(mesh))
     ious = []
-    ds = pipeline.make_eval_dataset(records, builder, batch_size=batch_size, num_workers=config.data.num_workers,
-                                    seed=config.seed, shard_index=jax.process_index(),
-                                    shard_count=jax.process_count())
+    local_batch = mesh_lib.local_batch_size(batch_size)
+    n_proc = jax.process_count()
+    # Every step is collective across processes: each runs the same number of batches (shards padded).
+    n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
+    ds = pipeline.make_eval_dataset(records, builder, batch_size=local_batch, num_workers=config.data.num_workers,
+                                    seed=config.seed, shard_index=jax.process_index(), shard_count=n_proc,
+                                    num_batches=n_batches if n_proc > 1 else None)
     for batch in ds:
       b = mesh_lib.put_batch({"video": batch["video"], "gt_trajs": batch["gt_trajs"]}, mesh)
-      iou = np.asarray(jax.device_get(fn(st, b["video"], b["gt_trajs"])))  # [B, N, T]
-      ious.append(iou[np.asarray(batch["valid"], bool)])
+      iou = np.asarray(distributed.to_host(fn(st, b["video"], b["gt_trajs"])))  # [B, N, T], all processes' rows
+      ious.append(iou[distributed.allgather_rows(np.asarray(batch["valid"], bool))])
     iou = np.concatenate(ious)  # [clips, N, T]
     return {"mean": float(iou.mean()), "per_frame": [float(v) for v in iou.mean(axis=(0, 1))]}, int(len(iou))
 
-  pretrained, n = run(state_lib.merge_model(graphdef, jax.device_get(state)))
+  pretrained, n = run(state_lib.merge_model(graphdef, distributed.to_host(state)))
   random_init, _ = run(task.make_model(task_model_config(config), rngs=nnx.Rngs(config.seed)))
   return {"pretrained": pretrained, "random_init": random_init, "num_clips": n}
 
