@@ -90,17 +90,10 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
   """
   from fedvssl_jax.train import distributed
   from fedvssl_jax.train import mesh as mesh_lib
-  from input_pipeline import pipeline
 
   feats, labels, indices = [], [], []
   t0 = time.time()
-  local_batch = mesh_lib.local_batch_size(batch_size)
-  n_proc = jax.process_count()
-  # Every process runs the same number of (collective) feature steps: shards are padded to the largest one.
-  n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
-  ds = pipeline.make_eval_dataset(records, builder, batch_size=local_batch, num_workers=num_workers,
-                                  shard_index=jax.process_index(), shard_count=n_proc,
-                                  num_batches=n_batches if n_proc > 1 else None)
+  ds, n_batches = distributed.process_eval_dataset(records, builder, batch_size, num_workers=num_workers)
   for i, batch in enumerate(ds):
     out = distributed.to_host(feature_fn(mesh_lib.put_batch({k: batch[k] for k in inputs}, mesh)))
     valid = distributed.allgather_rows(np.asarray(batch["valid"], bool))

@@ -209,3 +209,25 @@ def sync(name: str) -> None:
     from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices(name)
+
+
+def process_eval_dataset(records: list, builder: Any, batch_size: int, *, num_workers: int = 0, seed: int = 0):
+  """This process's shard (records `p::P`) of an evaluation pass, in batches of this process's rows of the global
+  `batch_size`. Every step of an evaluation is collective, so with several processes the shards are padded to the
+  same number of batches (padded rows have `valid` False).
+
+  Returns:
+    (the `pipeline.make_eval_dataset` iterable, its number of batches on every process).
+  """
+  import jax
+
+  from fedvssl_jax.train import mesh as mesh_lib
+  from input_pipeline import pipeline
+
+  local_batch = mesh_lib.local_batch_size(batch_size)
+  n_proc = jax.process_count()
+  n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
+  ds = pipeline.make_eval_dataset(records, builder, batch_size=local_batch, num_workers=num_workers, seed=seed,
+                                  shard_index=jax.process_index(), shard_count=n_proc,
+                                  num_batches=n_batches if n_proc > 1 else None)
+  return ds, n_batches

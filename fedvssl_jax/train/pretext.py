@@ -8,14 +8,12 @@ kNN retrieval against the same backbone at random initialisation. Results: `<wor
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from flax import nnx
 
 from fedvssl_jax import datasets
@@ -98,13 +96,8 @@ def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, 
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh), mesh_lib.batch_sharding(mesh)))
     st = jax.device_put(st, mesh_lib.replicated(mesh))
     ious = []
-    local_batch = mesh_lib.local_batch_size(batch_size)
-    n_proc = jax.process_count()
-    # Every step is collective across processes: each runs the same number of batches (shards padded).
-    n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
-    ds = pipeline.make_eval_dataset(records, builder, batch_size=local_batch, num_workers=config.data.num_workers,
-                                    seed=config.seed, shard_index=jax.process_index(), shard_count=n_proc,
-                                    num_batches=n_batches if n_proc > 1 else None)
+    ds, _ = distributed.process_eval_dataset(records, builder, batch_size, num_workers=config.data.num_workers,
+                                             seed=config.seed)
     for batch in ds:
       b = mesh_lib.put_batch({"video": batch["video"], "gt_trajs": batch["gt_trajs"]}, mesh)
       iou = np.asarray(distributed.to_host(fn(st, b["video"], b["gt_trajs"])))  # [B, N, T], all processes' rows

@@ -102,13 +102,7 @@ def evaluate(graphdef: nnx.GraphDef, state: state_lib.TrainState, records, test_
   eval_step = state_lib.make_eval_step(eval_graphdef, apply, mesh)
   probs, labels = [], []
   t0 = time.time()
-  local_batch = mesh_lib.local_batch_size(batch_size)
-  n_proc = jax.process_count()
-  # Each process reads its shard (p::P) of the records; equal step counts, since every step is collective.
-  n_batches = -(-(-(-len(records) // n_proc)) // local_batch)
-  ds = pipeline.make_eval_dataset(records, test_builder, batch_size=local_batch, num_workers=num_workers,
-                                  shard_index=jax.process_index(), shard_count=n_proc,
-                                  num_batches=n_batches if n_proc > 1 else None)
+  ds, _ = distributed.process_eval_dataset(records, test_builder, batch_size, num_workers=num_workers)
   for i, batch in enumerate(ds):
     valid = distributed.allgather_rows(np.asarray(batch["valid"], bool))
     logits = np.asarray(distributed.to_host(eval_step(state, mesh_lib.put_batch({"video": batch["video"]}, mesh))))
