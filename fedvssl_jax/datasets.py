@@ -116,7 +116,7 @@ def load_splits(data: ml_collections.ConfigDict) -> DatasetSplits:
 
   In a multi-process job process 0 reads (and makes the synthetic videos) first, then the others.
   """
-  from fedvssl_jax.train import distributed
+  from fedvssl_jax.core import distributed
 
   with distributed.primary_first(f"load_splits {data.source}"):
     splits = DATA_SOURCES.get(data.source)(data)

@@ -25,7 +25,7 @@ flags.DEFINE_integer("process_id", None, "This process's index in [0, num_proces
 
 
 def main(argv):
-  from fedvssl_jax.train import distributed  # import after flag parsing: JAX is set up from the flags
+  from fedvssl_jax.core import distributed  # import after flag parsing: JAX is set up from the flags
 
   try:
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

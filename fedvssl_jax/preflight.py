@@ -126,7 +126,7 @@ def check(config: ml_collections.ConfigDict, workdir: str) -> None:
   _check_model_and_data(config)
   runner = config.get("runner")
   if runner in ("supervised", "pretext") and "optim" in config:
-    from fedvssl_jax.train.optim import OPTIMIZERS
+    from fedvssl_jax.core.optim import OPTIMIZERS
 
     _choice(config.optim.get("name", "sgd"), OPTIMIZERS, "optim.name")
   if "task" in config and (runner == "pretext" or (runner == "federated"

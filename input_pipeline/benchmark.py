@@ -10,7 +10,7 @@
   `fedvssl_jax.tfds_videos`, read by `input_pipeline.tfds_source`), float32 clips as above;
 - "jpeg_uint8_w{k}": the prepared format with the clip leaving the host as uint8 (decode the sampled JPEGs +
   `transforms.random_short_side_crop` + flip); colour jitter and normalisation then run in the jitted step
-  (`fedvssl_jax.train.device_augment`).
+  (`fedvssl_jax.ops.device_augment`).
 `goca_benchmark` does the same for GOCA's RGB + flow training examples (6 views per stream). Called by
 `scripts/benchmark.py --mode=pipeline`.
 """
@@ -57,7 +57,7 @@ class CtPUint8Builder(CtPLikeBuilder):
   """The host part of `CtPLikeBuilder` for a uint8 pipeline: sampling, decoding, short-side resize + crop + flip.
 
   Output: {"video": uint8 [clip_len, crop, crop, 3], "label": int32}; the colour jitter and normalisation of
-  `CtPLikeBuilder` move into the jitted step (`fedvssl_jax.train.device_augment.jitter_and_normalize`).
+  `CtPLikeBuilder` move into the jitted step (`fedvssl_jax.ops.device_augment.jitter_and_normalize`).
   """
 
   def augment(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:

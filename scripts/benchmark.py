@@ -48,9 +48,9 @@ def bench_jax(batch: int, frames: int, size: int, steps: int, warmup: int, dtype
 
   from fedvssl_jax.models import layers
   from fedvssl_jax.models.classifier import VideoClassifier
-  from fedvssl_jax.train import mesh as mesh_lib
-  from fedvssl_jax.train import optim
-  from fedvssl_jax.train import state as state_lib
+  from fedvssl_jax.core import mesh as mesh_lib
+  from fedvssl_jax.core import optim
+  from fedvssl_jax.core import state as state_lib
 
   mesh = mesh_lib.make_mesh([("data", 1)])
   kwargs = {"dtype": jnp.bfloat16} if dtype == "bfloat16" else {}

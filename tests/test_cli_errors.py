@@ -150,7 +150,7 @@ def test_run_cli_keeps_tracebacks_of_bugs(tmp_path, monkeypatch):
 
 
 def test_checkpoint_file_in_place_of_folder_fails_before_training(tmp_path):
-  from fedvssl_jax.train.checkpointing import CheckpointError, Checkpointer
+  from fedvssl_jax.core.checkpointing import CheckpointError, Checkpointer
 
   (tmp_path / "checkpoints").write_text("oops")
   with pytest.raises(CheckpointError, match="is a file"):
@@ -158,7 +158,7 @@ def test_checkpoint_file_in_place_of_folder_fails_before_training(tmp_path):
 
 
 def test_corrupt_checkpoint_names_the_previous_one(tmp_path):
-  from fedvssl_jax.train.checkpointing import CheckpointError, Checkpointer
+  from fedvssl_jax.core.checkpointing import CheckpointError, Checkpointer
 
   state = {"w": np.arange(4, dtype=np.float32)}
   ckpt = Checkpointer(str(tmp_path), save_every=1)

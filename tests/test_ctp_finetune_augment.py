@@ -73,7 +73,7 @@ def test_scales_wh_resize_to_a_listed_pair_then_crop():
 def test_finetune_configs_default_to_ctp_augmentation():
   from configs import finetune_hmdb51, finetune_ucf101, supervised
   from fedvssl_jax.config_utils import ConfigError
-  from fedvssl_jax.train import supervised as supervised_lib
+  from fedvssl_jax.evaluation import supervised as supervised_lib
 
   for module in (finetune_ucf101, finetune_hmdb51):
     config = module.get_config()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fedvssl_jax.config_utils import ConfigError, apply_compute_dtype
-from fedvssl_jax.train import prefetch as prefetch_lib
+from fedvssl_jax.core import prefetch as prefetch_lib
 from input_pipeline import transforms
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,9 +75,9 @@ def _classifier_step(dtype):
   from flax import nnx
 
   from fedvssl_jax.models.classifier import VideoClassifier
-  from fedvssl_jax.train import mesh as mesh_lib
-  from fedvssl_jax.train import optim
-  from fedvssl_jax.train import state as state_lib
+  from fedvssl_jax.core import mesh as mesh_lib
+  from fedvssl_jax.core import optim
+  from fedvssl_jax.core import state as state_lib
 
   mesh = mesh_lib.make_mesh([("data", 1)])
   kwargs = {"width_multiplier": 0.0625, "dtype": dtype}
@@ -137,7 +137,7 @@ def test_fused_short_side_crop_matches_resize_crop_flip():
 
 
 def test_device_jitter_and_normalize_matches_host_normalize_and_jitters():
-  from fedvssl_jax.train import device_augment
+  from fedvssl_jax.ops import device_augment
 
   rng = np.random.default_rng(0)
   clip = rng.integers(0, 256, size=(2, 4, 8, 8, 3)).astype(np.uint8)

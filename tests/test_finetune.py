@@ -13,7 +13,7 @@ from flax import nnx
 from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.models import build_backbone, export, torch_names
 from fedvssl_jax.models.heads import FC_INIT_STD
-from fedvssl_jax.train import supervised
+from fedvssl_jax.evaluation import supervised
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"width_multiplier": 0.0625}

@@ -51,7 +51,7 @@ def test_ensure_flow_makes_missing_and_remakes_other_settings(tmp_path):
   from fedvssl_jax.config_utils import ConfigError, goca_config
   from input_pipeline import annotations
   from input_pipeline import video as video_lib
-  from fedvssl_jax.train import goca as goca_trainer
+  from fedvssl_jax.goca import runner as goca_trainer
 
   rng = np.random.default_rng(0)
   records = []

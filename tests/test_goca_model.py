@@ -250,7 +250,7 @@ def test_goca_config_bn_epsilon_is_pytorch_default(arch):
   """GOCA's s3dg.py / my_r2plus1d_18.py use nn.BatchNorm3d() (eps 1e-5); our S3D's own default is 1e-3."""
   from fedvssl_jax.config_utils import goca_config
   from fedvssl_jax.models import layers
-  from fedvssl_jax.train import goca as goca_trainer
+  from fedvssl_jax.goca import runner as goca_trainer
 
   config = goca_config(demo=True)
   config.model.arch = arch

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from fedvssl_jax.train import optim
+from fedvssl_jax.core import optim
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

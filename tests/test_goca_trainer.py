@@ -7,9 +7,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from fedvssl_jax.train import goca as goca_trainer
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.goca import runner as goca_trainer
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import state as state_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

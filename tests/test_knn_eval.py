@@ -12,7 +12,7 @@ from flax import nnx
 
 from fedvssl_jax.evaluation import knn
 from fedvssl_jax.models import build_backbone, export
-from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.core import mesh as mesh_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"width_multiplier": 0.0625}

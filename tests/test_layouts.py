@@ -102,7 +102,7 @@ def test_client_records_are_the_data_sources_records(kinetics_ctp):
   """A client of FedVSSL's client_dist{k}.json files gets the records the centralised run makes for the same names
   (the CtP layout's `{name}/RGB_frames.zip`), not the bare names (which are directories)."""
   from fedvssl_jax import datasets
-  from fedvssl_jax.train import local
+  from fedvssl_jax.federated import task_trainer as local
 
   config = _fed_config(kinetics_ctp, os.path.join(kinetics_ctp, "annotations", "fedvssl_clients"))
   splits = datasets.load_splits(config.data)
@@ -142,7 +142,7 @@ def test_paper_recipe_without_partition_files_writes_fedvssl_noniid_split(kineti
   """configs/fedvssl.py without partitions.dir: FedVSSL's non-IID split of the train list (k400_non_iid.py's scheme),
   written as client_dist{k}.json into the workdir and read back by the clients; iid uses FedVSSL's seed 7."""
   from fedvssl_jax import datasets
-  from fedvssl_jax.train import federated, local
+  from fedvssl_jax.runners import federated, local
   from input_pipeline import annotations, partition
 
   config = _fed_config(kinetics_ctp)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from fedvssl_jax.train import metrics
+from fedvssl_jax.core import metrics
 
 
 def test_dumps_strict_writes_null_for_non_finite():

@@ -149,7 +149,7 @@ def test_partial_distributed_flags_are_one_line_errors(tmp_path):
 
 
 def test_cluster_detection_and_flag_checks(monkeypatch):
-  from fedvssl_jax.train import distributed
+  from fedvssl_jax.core import distributed
 
   for var in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
               "OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES"):

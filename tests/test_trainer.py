@@ -9,9 +9,9 @@ import pytest
 from flax import nnx
 
 from fedvssl_jax.config_utils import ConfigError
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import optim
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import optim
+from fedvssl_jax.core import state as state_lib
 
 
 class TinyVideoNet(nnx.Module):
@@ -122,7 +122,7 @@ def test_adamw_matches_pytorch_update_rule():
 def test_local_trainer_schedule_counts_the_clients_epochs():
   """A federated client's `warmup_epochs` / `step_epochs` are epochs of its own videos, not fractions of the round
   (5 steps per epoch, a 4-epoch round of 20 steps: the warm-up of 1 epoch ends at step 5)."""
-  from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
+  from fedvssl_jax.federated.task_trainer import TaskLocalTrainer, TaskSpec
 
   config = ml_collections.ConfigDict(dict(
       seed=0, mesh=[("data", 1)], batch_size=2,

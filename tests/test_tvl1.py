@@ -30,7 +30,7 @@ def motion_pairs():
 @pytest.fixture(scope="session")
 def jax_flows(motion_pairs):
   """JAX flow of the 4 pairs at OpenCV's defaults, sharded over a 2-device mesh (2 pairs per device)."""
-  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.core import mesh as mesh_lib
 
   a, b, _ = motion_pairs
   mesh = mesh_lib.make_mesh([("data", 2)])

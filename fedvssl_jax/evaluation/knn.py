@@ -88,8 +88,8 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
     record order; videos that could not be read are left out. With several processes each decodes its shard of the
     records (`p::P`) and every process returns the features of all of them.
   """
-  from fedvssl_jax.train import distributed
-  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.core import distributed
+  from fedvssl_jax.core import mesh as mesh_lib
 
   feats, labels, indices = [], [], []
   t0 = time.time()
@@ -121,7 +121,7 @@ def stream_view_features(streams: Sequence[tuple[str, nnx.Module]], mesh, per_st
     `Avg`, (h_rgb + h_flow) / 2); with `per_stream`, `[B, V, 1 + S, D]`: that mean, then each stream's features.
     `batch[key]` is float [B, V, T, H, W, 3] for every key of `streams`.
   """
-  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.core import mesh as mesh_lib
 
   if not streams:
     raise ValueError("stream_view_features: no backbones given")
@@ -271,7 +271,7 @@ def eval_split_features(config: ml_collections.ConfigDict, views_key: str, workd
     (train, test) `SplitFeatures`.
   """
   from fedvssl_jax import datasets
-  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.core import mesh as mesh_lib
 
   if config.get("features_dir"):
     train, test = (load_features(os.path.join(config.features_dir, f"features_{s}.npz")) for s in ("train", "test"))

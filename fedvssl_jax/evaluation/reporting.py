@@ -96,7 +96,7 @@ def write_results(workdir: str, results: dict[str, Any], jsonl_name: str = "metr
   rows = read_jsonl(os.path.join(workdir, jsonl_name))
   if any("num_replaced" in r for r in rows):  # per logging window, rows de-duplicated on resume
     results.setdefault("num_replaced", int(sum(r.get("num_replaced") or 0 for r in rows)))
-  from fedvssl_jax.train.metrics import dumps_strict
+  from fedvssl_jax.core.metrics import dumps_strict
 
   text = dumps_strict(results, indent=2)  # NaN -> null: results.json stays strict JSON
   with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:

@@ -33,7 +33,7 @@ from fedvssl_jax.federated.arrays import flat_to_arrayrecord, to_float32
 from fedvssl_jax.federated.local_trainer import (config_from_run_config, make_local_trainer,
                                                  workdir_from_run_config)
 from fedvssl_jax.federated.strategy import FedVSSLStrategy, RoundReport, short_error
-from fedvssl_jax.train.metrics import dumps_strict, truncate_jsonl
+from fedvssl_jax.core.metrics import dumps_strict, truncate_jsonl
 
 logger = logging.getLogger(__name__)
 

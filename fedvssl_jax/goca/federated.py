@@ -11,8 +11,8 @@ import functools
 import ml_collections
 
 from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS
-from fedvssl_jax.train import goca as goca_trainer
-from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
+from fedvssl_jax.goca import runner as goca_trainer
+from fedvssl_jax.federated.task_trainer import TaskLocalTrainer, TaskSpec
 
 
 @LOCAL_TRAINERS.register("goca")

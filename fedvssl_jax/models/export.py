@@ -196,7 +196,7 @@ def save_backbone(directory: str | os.PathLike, arch: str, backbone_kwargs: Mapp
   ckptr.save(directory / STATE_DIR, tree, force=True)
   ckptr.wait_until_finished()
   ckptr.close()
-  from fedvssl_jax.train import distributed
+  from fedvssl_jax.core import distributed
 
   meta = {"format_version": FORMAT_VERSION, "arch": arch, "backbone_kwargs": kwargs, "fc": fc_meta}
   if distributed.is_primary():

@@ -6,9 +6,9 @@ import ml_collections
 
 from fedvssl_jax.federated.local_trainer import LOCAL_TRAINERS
 from fedvssl_jax.pretext import PRETEXT_TASKS
-from fedvssl_jax.train import pretext
-from fedvssl_jax.train import state as state_lib
-from fedvssl_jax.train.local import TaskLocalTrainer, TaskSpec
+from fedvssl_jax.pretext import runner as pretext
+from fedvssl_jax.core import state as state_lib
+from fedvssl_jax.federated.task_trainer import TaskLocalTrainer, TaskSpec
 
 
 def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:

@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.core import mesh as mesh_lib
 
 # loss_fn(model, batch, rng) -> (scalar loss, {name: scalar})
 LossFn = Callable[[nnx.Module, dict[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]

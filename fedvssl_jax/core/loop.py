@@ -14,11 +14,11 @@ import numpy as np
 import optax
 from absl import logging
 
-from fedvssl_jax.train import checkpointing
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import metrics as metrics_lib
-from fedvssl_jax.train import prefetch as prefetch_lib
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.core import checkpointing
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import metrics as metrics_lib
+from fedvssl_jax.core import prefetch as prefetch_lib
+from fedvssl_jax.core import state as state_lib
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:

@@ -221,7 +221,7 @@ def process_eval_dataset(records: list, builder: Any, batch_size: int, *, num_wo
   """
   import jax
 
-  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.core import mesh as mesh_lib
   from input_pipeline import pipeline
 
   local_batch = mesh_lib.local_batch_size(batch_size)

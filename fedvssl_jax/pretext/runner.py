@@ -21,11 +21,11 @@ from fedvssl_jax.evaluation import knn as knn_lib
 from fedvssl_jax.evaluation import reporting
 from fedvssl_jax.models import export
 from fedvssl_jax.pretext import PRETEXT_TASKS
-from fedvssl_jax.train import distributed
-from fedvssl_jax.train import loop
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import optim
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.core import distributed
+from fedvssl_jax.core import loop
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import optim
+from fedvssl_jax.core import state as state_lib
 from input_pipeline import pipeline
 
 

@@ -22,7 +22,7 @@ import ml_collections
 from fedvssl_jax import datasets
 from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.evaluation import reporting
-from fedvssl_jax.train import mesh as mesh_lib
+from fedvssl_jax.core import mesh as mesh_lib
 
 
 def _with_partition_files(config: ml_collections.ConfigDict, splits: datasets.DatasetSplits, workdir: str
@@ -30,7 +30,7 @@ def _with_partition_files(config: ml_collections.ConfigDict, splits: datasets.Da
   """Without `federated.partitions.dir`: writes the clients of `partitions.scheme` (`local.partition_split`) as
   `<workdir>/partitions/client_dist{k}.json` + `partition_summary.json` and returns a config reading them; logs the
   choice either way (printed: the default log level shows warnings only)."""
-  from fedvssl_jax.train import local
+  from fedvssl_jax.federated import task_trainer as local
 
   part = config.federated.partitions
   if part.get("dir"):
@@ -62,7 +62,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   splits = datasets.load_splits(config.data)
   goca = config.federated.get("trainer", "pretext") == "goca"
   if goca:
-    from fedvssl_jax.train import goca as goca_trainer
+    from fedvssl_jax.goca import runner as goca_trainer
 
     goca_trainer.ensure_flow(config, splits)
     goca_trainer.load_or_make_prototypes(config)
@@ -75,7 +75,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     results["export"] = exported
     results.update(goca_trainer.evaluate_knn(config, exported, splits))
   else:
-    from fedvssl_jax.train import pretext
+    from fedvssl_jax.pretext import runner as pretext
 
     export_dir = exported["rgb"]
     results["export"] = export_dir

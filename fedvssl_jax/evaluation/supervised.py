@@ -24,11 +24,11 @@ from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.evaluation import classification, reporting
 from fedvssl_jax.models import export, pretrained
 from fedvssl_jax.models.classifier import VideoClassifier
-from fedvssl_jax.train import distributed
-from fedvssl_jax.train import loop
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import optim
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.core import distributed
+from fedvssl_jax.core import loop
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import optim
+from fedvssl_jax.core import state as state_lib
 from input_pipeline import pipeline
 
 

@@ -15,10 +15,10 @@ import ml_collections
 from absl import logging
 
 RUNNERS = {
-    "supervised": "fedvssl_jax.train.supervised",
-    "pretext": "fedvssl_jax.train.pretext",
-    "goca": "fedvssl_jax.train.goca",
-    "federated": "fedvssl_jax.train.federated",
+    "supervised": "fedvssl_jax.evaluation.supervised",
+    "pretext": "fedvssl_jax.pretext.runner",
+    "goca": "fedvssl_jax.goca.runner",
+    "federated": "fedvssl_jax.runners.federated",
     "federated_simulation": "fedvssl_jax.federated.simulation",  # rounds only: no data, export or kNN (toy.py)
     "knn": "fedvssl_jax.evaluation.knn",
     "linear_probe": "fedvssl_jax.evaluation.linear_probe",

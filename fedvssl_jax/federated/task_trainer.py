@@ -35,9 +35,9 @@ from fedvssl_jax.config_utils import ConfigError
 from fedvssl_jax.federated import arrays as arrays_lib
 from fedvssl_jax.federated.local_trainer import LocalResult
 from fedvssl_jax.models import export
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import optim
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import optim
+from fedvssl_jax.core import state as state_lib
 from input_pipeline import annotations, pipeline
 
 
@@ -140,7 +140,7 @@ class TaskSpec:
   builder: Any
   batch_keys: tuple[str, ...] | None = None
   # (steps per epoch of the client's data, total local steps) -> (optimiser, schedule); default: the optimiser and
-  # schedule of `config.optim` (`fedvssl_jax.train.optim`), so `*_epochs` keys count the client's epochs.
+  # schedule of `config.optim` (`fedvssl_jax.core.optim`), so `*_epochs` keys count the client's epochs.
   make_tx: Callable[[int, int], tuple[optax.GradientTransformation, optax.Schedule]] | None = None
   # (model holding the final global arrays, workdir) -> {stream: exported backbone directory}, e.g.
   # {"rgb": <workdir>/export/backbone}; None: the task has no exportable backbone.

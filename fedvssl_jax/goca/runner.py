@@ -28,10 +28,10 @@ from fedvssl_jax.goca import prototypes as prototypes_lib
 from fedvssl_jax.goca.model import GOCAModel, ProjectionHead
 from fedvssl_jax.losses import goca as goca_losses
 from fedvssl_jax.models import export
-from fedvssl_jax.train import distributed
-from fedvssl_jax.train import loop
-from fedvssl_jax.train import mesh as mesh_lib
-from fedvssl_jax.train import state as state_lib
+from fedvssl_jax.core import distributed
+from fedvssl_jax.core import loop
+from fedvssl_jax.core import mesh as mesh_lib
+from fedvssl_jax.core import state as state_lib
 from input_pipeline import flow as flow_lib
 from input_pipeline import pipeline
 
@@ -252,7 +252,7 @@ def model_view_features(model: GOCAModel, feature: str, mesh):
   (shared head: of (h_rgb + h_flow) / 2, as GOCA's Avg; separate heads: the mean of the two), rgb, flow], the
   order of `knn.STREAM_SETS`. `batch["video"]` / `batch["flow"]`: float [B, V, T, H, W, 3].
   """
-  from fedvssl_jax.train import mesh as mesh_lib
+  from fedvssl_jax.core import mesh as mesh_lib
 
   if feature not in ("head", "prototypes"):
     raise ConfigError(f"config.knn.feature={feature!r}: the model features are 'head' or 'prototypes'")
