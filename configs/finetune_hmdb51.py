@@ -1,7 +1,8 @@
 r"""Fine-tuning a pretrained backbone on HMDB-51 (the FedVSSL / CtP protocol; fedvssl.md section 5).
 
-Same recipe and commands as configs/finetune_ucf101.py (fc 512 -> 51); import a torchvision / CtP state dict with
-scripts/import_torch_weights.py or a FedVSSL `round-*.npz` with scripts/import_fedvssl_checkpoint.py first:
+The recipe of configs/finetune_ucf101.py (`finetune_config`) on HMDB-51: fc 512 -> 51, the same optimiser,
+schedule, clips and augmentation (CtP `configs/recognizers/_base_/runtime_hmdb51.py`). Import a torchvision / CtP
+state dict with scripts/import_torch_weights.py or a FedVSSL `round-*.npz` with scripts/import_fedvssl_checkpoint.py:
 
   python scripts/import_fedvssl_checkpoint.py --src round-540.npz --out exported/fedvssl_a09_b1
   python -m fedvssl_jax.main --config=configs/finetune_hmdb51.py:init=exported/fedvssl_a09_b1 --workdir=runs/ft_hmdb \
@@ -13,14 +14,11 @@ Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=
 (= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning; docs/goca.md).
 """
 
-from fedvssl_jax.config_utils import finetune_config, goca_finetune_recipe, parse_arg
+import os
+
+from fedvssl_jax.config_utils import load_recipe, parse_arg
 
 
 def get_config(arg=None):
   arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl")
-  config = finetune_config("hmdb51", demo=arg.demo, split=arg.split, init=arg.init)
-  if arg.recipe == "goca":  # GOCA's ViCC-style fine-tuning: backbone lr / 10, lr x0.1 at epochs 60 and 80
-    goca_finetune_recipe(config)
-  elif arg.recipe != "fedvssl":
-    raise ValueError(f"config variant recipe={arg.recipe!r}: expected fedvssl or goca")
-  return config
+  return load_recipe("finetune_ucf101", os.path.dirname(os.path.abspath(__file__))).finetune_config("hmdb51", arg)

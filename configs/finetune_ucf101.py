@@ -17,26 +17,53 @@ imported from torchvision / CtP (a PyTorch state dict) or from FedVSSL (a global
 
   python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:demo --workdir=DIR   # synthetic videos, CPU, minutes
 
-Recipe (`fedvssl_jax.config_utils.finetune_config`): R3D-18 TSN (pooled feature, dropout 0.5, fc 512 -> 101), one
-16-frame clip at stride 2; CtP's augmentation (`train.augment="ctp"`): resize to one of the (w, h) pairs
-(149,112)/(171,128)/(192,144), random crop 112, flip 0.35, then brightness +-32, contrast x exp(U(+-0.2)) and HSV
-(hue +-12, saturation x exp(U(+-0.1))), each on its own with p=0.2 (`--config.train.augment=colorjitter`: random
-short side {112,128,144} + torchvision-style ColorJitter instead); SGD lr 0.01, momentum 0.9, weight decay 5e-4,
-clip 40, batch 32, 150 epochs, lr x0.1 at epochs 60 and 120; test: 10 uniform clips resized to 171x128, centre crop
-112, logits averaged; top-1 / top-5 / mean-class accuracy in `<workdir>/results.json`. The loaded backbone keeps the
-architecture recorded with it (model.json); the fc is always new. Without an init the backbone is random (scratch).
-Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=DIR`
-(= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning; docs/goca.md).
+Source: microsoft/CtP `configs/recognizers/*` (the recipe FedVSSL fine-tunes with; configs/supervised.py holds the
+shared TSN recipe: R3D-18, dropout 0.5, 16 frames at stride 2, SGD lr 0.01 momentum 0.9 wd 5e-4 clip 40, batch 32,
+150 epochs, x0.1 at 60 and 120, 10-clip test); `finetune_config` below adds the backbone init and CtP's own
+augmentation. The loaded backbone keeps the architecture recorded with it (model.json); the fc is always new.
+Without an init the backbone is random (scratch); top-1 / top-5 / mean-class accuracy in `<workdir>/results.json`.
+Variants: `demo` (configs/supervised.py's demo), `split=1|2|3` (default 1), `init=DIR`
+(= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning, `goca_finetune_recipe`; docs/goca.md).
 """
 
-from fedvssl_jax.config_utils import finetune_config, goca_finetune_recipe, parse_arg
+import os
+
+import ml_collections
+
+from fedvssl_jax.config_utils import EVAL_DATASETS, check_choice, load_recipe, parse_arg
 
 
 def get_config(arg=None):
   arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl")
-  config = finetune_config("ucf101", demo=arg.demo, split=arg.split, init=arg.init)
-  if arg.recipe == "goca":  # GOCA's ViCC-style fine-tuning: backbone lr / 10, lr x0.1 at epochs 60 and 80
+  return finetune_config("ucf101", arg)
+
+
+def finetune_config(dataset: str, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The fine-tuning recipe on `dataset` ("ucf101" | "hmdb51") for the parsed variant `arg` (demo, split, init,
+  recipe)."""
+  check_choice("dataset", dataset, EVAL_DATASETS)
+  check_choice("split", arg.split, (1, 2, 3))
+  config = load_recipe("supervised", os.path.dirname(os.path.abspath(__file__))).supervised_config(dataset, arg.demo)
+  config.data.split = arg.split  # the papers report split 1
+  config.init.backbone_checkpoint = arg.init
+  if not arg.demo:
+    # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales (149,112)/(171,128)/(192,144), flip
+    # 0.35, brightness +-32 / contrast x exp(U(+-0.2)) / HSV (hue +-12, saturation x exp(U(+-0.1))) each with p 0.2;
+    # test views resized to (171, 128). train.augment="colorjitter" is the torchvision-style alternative.
+    config.train.augment = "ctp"
+    config.test.resize_wh = (171, 128)
+  config.optim.backbone_lr_ratio = 1.0  # > 1: the backbone's lr is lr / ratio (GOCA recipe: 10)
+  if arg.recipe == "goca":
     goca_finetune_recipe(config)
   elif arg.recipe != "fedvssl":
     raise ValueError(f"config variant recipe={arg.recipe!r}: expected fedvssl or goca")
   return config
+
+
+def goca_finetune_recipe(config: ml_collections.ConfigDict) -> None:
+  """GOCA's fine-tuning (ViCC-style, `--use_vicc_opt`; helper/train_utils.py setup_optimization_finetune,
+  get_wicc_val): SGD momentum 0.9 without Nesterov, the backbone at lr / 10 (`--backbone_ratio 10`), lr x0.1 at
+  epochs 60 and 80 (`--lr_milestones`), GOCA's `--weight_decay` default 1e-4. The peak lr (`config.optim.lr`) and
+  the number of epochs stay the recipe's: GOCA released no fine-tuning command that sets them."""
+  config.optim.update(dict(name="sgd", momentum=0.9, nesterov=False, schedule="step", step_epochs=(60, 80),
+                           step_factor=0.1, weight_decay=1e-4, backbone_lr_ratio=10.0))

@@ -6,7 +6,7 @@ r"""kNN retrieval (R@1/5/10/20/50) of an exported backbone, without writing a co
       --dataset hmdb51 --data-root /data/hmdb51 --num-clips 5 --mean-center --out runs/knn_goca_hmdb
   python scripts/knn_eval.py --checkpoint DIR --dataset synthetic --out runs/knn_demo     # the demo's synthetic videos
 
-It builds the config of configs/knn.py (`fedvssl_jax.config_utils.knn_eval_config`), applies the options below and
+It builds the config of configs/knn.py (`knn_eval_config` there), applies the options below and
 runs the same `knn` runner as `python -m fedvssl_jax.main --config=configs/knn.py`; results in `<out>/results.json`
 (+ knn_recall.png, config.json) and the per-video features in `<out>/features_{train,test}.npz`. Options left out
 keep the config's values (10 clips x 3 crops of 16 frames at stride 2, 112 px; the synthetic demo: 2 x 1 of 8 at 64).
@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from fedvssl_jax.config_utils import EVAL_DATASETS, knn_eval_config
+from fedvssl_jax.config_utils import EVAL_DATASETS, load_recipe
 
 DATASETS = EVAL_DATASETS + ("synthetic", "json")
 
@@ -56,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
   """The configs/knn.py config with the command-line options applied."""
-  config = knn_eval_config(args.dataset, split=args.split, init=args.checkpoint, flow_init=args.flow_checkpoint)
+  config = load_recipe("knn").knn_eval_config(args.dataset, split=args.split, init=args.checkpoint,
+                                              flow_init=args.flow_checkpoint)
   data = {"root": args.data_root, "format": args.format, "train_annotations": args.train_annotations,
           "test_annotations": args.test_annotations, "path_template": args.path_template,
           "flow_template": args.flow_template, "synthetic_preset": args.synthetic_preset, "cache_dir": args.cache_dir,

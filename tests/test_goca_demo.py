@@ -48,7 +48,7 @@ def test_ensure_flow_makes_missing_and_remakes_other_settings(tmp_path):
   import pytest
 
   from fedvssl_jax import datasets
-  from fedvssl_jax.config_utils import ConfigError, goca_config
+  from fedvssl_jax.config_utils import ConfigError, load_recipe
   from input_pipeline import annotations
   from input_pipeline import video as video_lib
   from fedvssl_jax.goca import runner as goca_trainer
@@ -60,7 +60,7 @@ def test_ensure_flow_makes_missing_and_remakes_other_settings(tmp_path):
     video_lib.write_video(path, rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), fps=10)
     records.append(annotations.VideoRecord(str(path), i, f"v{i}", flow_lib.flow_path_for(str(path))))
   splits = datasets.DatasetSplits(records[:1], records[1:], ["a", "b"], str(tmp_path))
-  config = goca_config(demo=True)
+  config = load_recipe("goca").get_config("demo")
   config.flow.update(dict(short_side=0, workers=1))
 
   config.flow.extract_missing = False

@@ -248,11 +248,11 @@ def test_short_training_run_lowers_loss_without_collapse():
 @pytest.mark.parametrize("arch", ["s3d", "r2plus1d_18"])
 def test_goca_config_bn_epsilon_is_pytorch_default(arch):
   """GOCA's s3dg.py / my_r2plus1d_18.py use nn.BatchNorm3d() (eps 1e-5); our S3D's own default is 1e-3."""
-  from fedvssl_jax.config_utils import goca_config
+  from fedvssl_jax.config_utils import load_recipe
   from fedvssl_jax.models import layers
   from fedvssl_jax.goca import runner as goca_trainer
 
-  config = goca_config(demo=True)
+  config = load_recipe("goca").get_config("demo")
   config.model.arch = arch
   if arch == "s3d":
     config.model.backbone_kwargs.pool_size = None

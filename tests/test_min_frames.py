@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fedvssl_jax.config_utils import pretext_config
+from fedvssl_jax.config_utils import load_recipe
 from fedvssl_jax.pretext import PRETEXT_TASKS
 from input_pipeline import pipeline
 from input_pipeline import video as video_lib
@@ -22,7 +22,7 @@ def short_and_long(tmp_path_factory):
 
 @pytest.mark.parametrize("task", ["ctp", "vcop", "speed"])
 def test_too_short_video_is_replaced(task, short_and_long):
-  config = pretext_config(task, demo=True)
+  config = load_recipe(task).get_config("demo")
   assert config.task.min_frames == config.task.clip_len
   builder = PRETEXT_TASKS.get(task).make_builder(config.task)
   assert builder.min_frames == config.task.clip_len
