@@ -5,6 +5,8 @@ Submodules:
   larc        apex-LARC transform `larc.larc`, `goca_optimizer`, `goca_schedule`.
   prototypes  hyperspherical prototypes (`make_prototypes`, `load_prototypes`, `separation_loss`).
   data        `GOCAClipBuilder`: temporal multi-crop RGB + flow clips for the grain pipeline.
+  runner      the runner "goca": flow, prototypes, training, export, kNN (`train_and_evaluate`).
+  federated   registers the `goca` local trainer of a federated run.
 The loss and Sinkhorn live in `fedvssl_jax.losses.goca`. Submodules are imported lazily so that importing
 `fedvssl_jax.goca.larc` does not pull in the backbones or the input pipeline.
 """

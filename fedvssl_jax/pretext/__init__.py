@@ -3,7 +3,8 @@
 `PRETEXT_TASKS.get(name)` returns a task object (see `base.PretextTask`) with
 `make_builder(task_config)`, `make_model(model_config, *, rngs)` and `loss_fn(model, batch, rng)`.
 Registered names: "ctp", "vcop", "speed". The config keys each task reads are listed in the docstrings of
-`pretext/ctp.py`, `pretext/vcop.py` and `pretext/speed.py`.
+`pretext/ctp.py`, `pretext/vcop.py` and `pretext/speed.py`. `pretext/runner.py` is the runner "pretext" (one machine:
+train, export, kNN), `pretext/federated.py` the `pretext` local trainer of a federated run; neither is imported here.
 """
 
 from __future__ import annotations
