@@ -51,8 +51,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   apply_compute_dtype(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
+    config_json = config.to_json_best_effort(indent=2)
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
+      f.write(config_json)
+    from fedvssl_jax.train import metrics as metrics_lib
+
+    metrics_lib.write_config_summary(workdir, config_json)  # hyperparameters beside the curves in TensorBoard
   runner = get_runner(config.runner)
   return runner.train_and_evaluate(config, workdir)
 

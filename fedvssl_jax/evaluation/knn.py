@@ -337,7 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     knn[name] = recall_at_k(test.streams[name], test.labels, train.streams[name], train.labels,
                             mean_center=mean_center)
   results: dict[str, Any] = {"knn": knn, "mean_center": mean_center, "num_gallery": int(len(train.labels)),
-                             "num_queries": int(len(test.labels)), **train.meta}
+                             "num_queries": int(len(test.labels)), "num_classes": train.num_classes, **train.meta}
   results.update(features_provenance(config, workdir))
   logging.info("knn: %s", knn)
   return reporting.write_results(workdir, results)
