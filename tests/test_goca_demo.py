@@ -5,7 +5,6 @@ results.json and plots."""
 import json
 import os
 
-import pytest
 from conftest import DATA_SHRINK, FEDERATED_SHRINK, KNN_SHRINK, run_main
 from input_pipeline import flow as flow_lib
 

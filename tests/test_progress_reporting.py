@@ -11,7 +11,6 @@ import os
 import re
 import struct
 
-import numpy as np
 import pytest
 
 
