@@ -42,7 +42,7 @@ def kinetics_with_flow(layout_roots):
 
   root = layout_roots["kinetics400"]
   subprocess.run([sys.executable, "scripts/extract_flow.py", "--videos", os.path.join(root, "videos"), "--out",
-                  os.path.join(root, "videos_flow"), "--short-side", "32", "--fast", "--workers", "1"],
+                  os.path.join(root, "videos_flow"), "--short_side", "32", "--fast", "--workers", "1"],
                  cwd=REPO, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=REPO))
   return root
 

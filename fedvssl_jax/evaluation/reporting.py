@@ -68,8 +68,9 @@ def plot_training_loss(workdir: str, jsonl_name: str = "metrics.jsonl", out_name
       ax.plot(xs, [clients[pid][x] for x in xs], lw=0.8, alpha=0.5, marker=".", label=f"client {pid}")
     losses = [by_round[r]["global_loss"] for r in rounds]
     ax.plot(rounds, [v if v is not None else float("nan") for v in losses], lw=2, color="black", marker="o",
-            label="global (weighted mean)")
+            label="global (mean weighted by examples)")
     ax.set_xlabel("round")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("training loss")
     ax.set_title(f"{run_name(workdir)}: federated training loss")
     if len(clients) <= 12:
@@ -117,16 +118,17 @@ def plot_recall_bars(workdir: str, knn: dict[str, dict[str, float]], out_name: s
     kvals = [int(k.split("@", 1)[1]) if "@" in k and k.split("@", 1)[1].isdigit() else None for k in ks]
     for xi, kv in zip(x, kvals):
       if kv is not None:
-        ax.hlines(knn_chance(kv, num_classes), xi - 0.45, xi + 0.45, colors="gray", linestyles="--", lw=1,
+        ax.hlines(knn_chance(kv, num_classes), xi - 0.45, xi + 0.45, colors="black", linestyles="--", lw=1, zorder=3,
                   label=f"chance ({num_classes} balanced classes)" if xi == x[0] else None)
   ax.set_xticks(x, ks)
   ax.set_ylabel("recall (%)")
-  ax.set_ylim(0, 105)
+  ax.set_ylim(0, 125)  # room for the legend above the bars
+  ax.set_yticks(range(0, 101, 20))
   title = f"{run_name(workdir)}: kNN retrieval"
   if num_queries:
     title += f" ({num_queries} queries)"
   ax.set_title(title)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper center", ncol=3)
   path = os.path.join(workdir, out_name)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
