@@ -63,6 +63,23 @@ def test_progress_on_a_file_is_plain_lines():
   assert lines[-1].startswith("videos: 1000/1000 (100.0%)") and ("video/s" in lines[-1] or "s/video" in lines[-1])
 
 
+def test_progress_on_a_terminal_is_a_tqdm_bar():
+  from input_pipeline.progress import Progress
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  stream = Terminal()
+  bar = Progress(4, "train", unit="step", stream=stream)
+  for i in range(1, 5):
+    bar.update(i, postfix=f"loss={1 / i:.3f}")
+  bar.close()
+  text = stream.getvalue()
+  assert "\r" in text and "4/4" in text and "loss=0.250" in text  # redrawn in place, with the latest scalars
+  assert "step/s" in text or "s/step" in text  # tqdm's rate ([elapsed<remaining, rate])
+
+
 def test_progress_line_has_rate_and_eta():
   from input_pipeline.progress import Progress
 
