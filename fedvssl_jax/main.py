@@ -148,12 +148,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if any(a in _HELP_FLAGS for a in argv[1:]):
     _print_help(full=False)
     sys.exit(0)
-  if "--config" not in " ".join(a.split("=", 1)[0] for a in argv[1:]).split():
-    print("error: --config: missing; pick a recipe with --config=configs/<recipe>.py[:variant] (see --help)",
-          file=sys.stderr)
-    sys.exit(2)
   try:
     remaining = FLAGS(argv)
+    if not FLAGS["config"].present:
+      print("error: --config: missing; pick a recipe with --config=configs/<recipe>.py[:variant] (see --help)",
+            file=sys.stderr)
+      sys.exit(2)
     _check_config_file(FLAGS["config"].config_filename)
     FLAGS.config.get("runner")  # the file is loaded on first use: a bad variant or a broken file raises here
   except Exception as e:  # noqa: BLE001 - flags, ml_collections and the config files raise several types
