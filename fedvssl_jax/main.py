@@ -1,4 +1,7 @@
-"""Entry point: `python -m fedvssl_jax.main --config=configs/<file>.py[:variant] --workdir=DIR`.
+"""Entry point: `python -m fedvssl_jax.main --config=configs/<file>.py[:variant] --workdir=DIR` (or `fedvssl-jax`).
+
+`--help` / `-h` prints `USAGE` and this module's flags, `--helpfull` every flag; `--print_config` prints the
+resolved config (variant and `--config.key=value` overrides applied) and exits without running.
 
 Multi-process jobs (docs/scale_out.md): on a TPU VM slice, in a SLURM step or under `mpirun` every process runs the
 same command and JAX detects the job; elsewhere add `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`.
@@ -14,10 +17,33 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+USAGE = """\
+fedvssl_jax: federated (FedVSSL) and two-stream (GOCA) self-supervised video learning, fine-tuning, kNN retrieval
+and linear probes in JAX. One command runs one recipe: train (locally or federated with Flower), export the
+backbone and evaluate it.
+
+usage: python -m fedvssl_jax.main --config=configs/<recipe>.py[:variant] --workdir=DIR [--config.key=value ...]
+       (installed: fedvssl-jax ...)
+
+Recipes (configs/*.py): supervised, ctp, vcop, speed, goca, fedvssl, finetune_ucf101, finetune_hmdb51, knn,
+linear_probe. A variant follows the colon: `:demo` (the recipe shrunk for a CPU, on synthetic videos), or
+comma-separated options such as `:demo,task=vcop` or `:dataset=hmdb51`. Any key can be overridden with
+`--config.<key>=<value>` (e.g. --config.optim.lr=0.1 --config.data.root=/data/ucf101); an unknown key or a wrong
+type is a one-line error. `--print_config` shows the resolved config without running.
+
+Outputs, in --workdir (a rerun with the same workdir resumes from the newest checkpoint):
+  config.json                 the resolved config
+  metrics.jsonl               training scalars per logged step (federated_metrics.jsonl: per round)
+  tensorboard/                TensorBoard events: training scalars, evaluation figures, the config
+  checkpoints/<step>/         Orbax checkpoints (train state, data-iterator state, config)
+  export/backbone/            the trained backbone (GOCA: also export/flow_backbone/)
+  results.json, *.png         evaluation results (kNN R@k, top-1/top-5, linear probe) and plots
+"""
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/<name>.py[:variant]).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, exports and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, exports and results (required to run).")
+flags.DEFINE_bool("print_config", False, "Print the resolved config (variant and overrides applied) and exit.")
 # A multi-process job on a cluster JAX does not detect by itself (and the tests); see docs/scale_out.md.
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's JAX coordinator (multi-process jobs).")
 flags.DEFINE_integer("num_processes", None, "Number of processes of the multi-process job.")
@@ -92,10 +118,42 @@ def _check_sequence_overrides(spec: str, config, argv: list[str]) -> None:
       sys.exit(2)
 
 
+_HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
+_OWN_FLAGS = ("config", "workdir", "print_config", "coordinator_address", "num_processes", "process_id", "verbosity")
+
+
+def _print_help(full: bool) -> None:
+  """USAGE, then this command's flags (`--helpfull`: every flag absl knows, JAX's and Flower's included)."""
+  print(USAGE)
+  print("flags:")
+  for name in _OWN_FLAGS:
+    flag = FLAGS[name]
+    default = "" if flag.default is None or name == "config" else f" (default: {flag.default_as_str})"
+    print(f"  --{name}: {flag.help}{default}")
+  if full:
+    print("\nall flags:")
+    print(FLAGS.get_help())
+  else:
+    print("\nTry --helpfull for every flag.")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags once; config mistakes (unknown key, wrong type, unknown variant) become one line naming the key."""
+  """Parses flags once; config mistakes (unknown key, wrong type, unknown variant) become one line naming the key.
+
+  `--help` / `-h` / `--helpfull` print the help and exit 0, before any config file is loaded.
+  """
+  if any(a in ("--helpfull", "-helpfull") for a in argv[1:]):
+    _print_help(full=True)
+    sys.exit(0)
+  if any(a in _HELP_FLAGS for a in argv[1:]):
+    _print_help(full=False)
+    sys.exit(0)
   try:
     remaining = FLAGS(argv)
+    if not FLAGS["config"].present:
+      print("error: --config: missing; pick a recipe with --config=configs/<recipe>.py[:variant] (see --help)",
+            file=sys.stderr)
+      sys.exit(2)
     _check_config_file(FLAGS["config"].config_filename)
     FLAGS.config.get("runner")  # the file is loaded on first use: a bad variant or a broken file raises here
   except Exception as e:  # noqa: BLE001 - flags, ml_collections and the config files raise several types
@@ -111,6 +169,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
   _check_sequence_overrides(FLAGS["config"].config_filename, FLAGS.config, argv)
+  if FLAGS.print_config:
+    try:
+      print(FLAGS.config.to_json_best_effort(indent=2), flush=True)
+    except BrokenPipeError:  # `--print_config | head`
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
+  if FLAGS.workdir is None:
+    print("error: --workdir: missing; the run writes its checkpoints, metrics and results there", file=sys.stderr)
+    sys.exit(2)
   if len(remaining) > 1:
     print(f"error: unexpected arguments: {' '.join(remaining[1:])}; flags are --config=FILE[:variant] "
           "--workdir=DIR [--config.key=value ...]", file=sys.stderr)
@@ -118,6 +185,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return remaining
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `fedvssl-jax` console entry point (pyproject.toml) and `python -m fedvssl_jax.main`."""
   remaining = _parse_flags(sys.argv)
   app.run(main, flags_parser=lambda _: remaining)
+
+
+if __name__ == "__main__":
+  run()

@@ -9,7 +9,7 @@ Manual-download style: the videos are already on disk in `manual_dir`, laid out 
 with splits "train" and "test", the class names in `info.metadata["class_names"]`, file format ArrayRecord. Building
 and reading need no TensorFlow (tensorflow-datasets 4.9 with its vendored protos):
 
-    python scripts/prepare_dataset.py --tfds ucf101 --manual-dir /data/ucf101 --data-dir ~/tensorflow_datasets
+    python scripts/prepare_dataset.py --tfds ucf101 --manual_dir /data/ucf101 --data_dir ~/tensorflow_datasets
     tfds.data_source("fedvssl_videos/ucf101", split="train", data_dir="~/tensorflow_datasets")   # full decoding
     input_pipeline.tfds_source.TfdsVideoSource("fedvssl_videos/ucf101", "train", data_dir=...)  # clip decoding
 
@@ -86,7 +86,7 @@ class FedvsslVideos(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = BUILDER_CONFIGS
   DEFAULT_CONFIG_NAME = "synthetic"
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Point --manual-dir (DownloadConfig.manual_dir) at the dataset's root as fedvssl_jax.datasets expects it, e.g. "
+      "Point --manual_dir (DownloadConfig.manual_dir) at the dataset's root as fedvssl_jax.datasets expects it, e.g. "
       "UCF-101/ + ucfTrainTestlist/ for ucf101 (format official); the synthetic set is made there when missing.")
 
   def _info(self) -> tfds.core.DatasetInfo:

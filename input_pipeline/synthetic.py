@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from input_pipeline import annotations as annotations_lib
+from input_pipeline import progress as progress_lib
 from input_pipeline import video as video_lib
 
 MANIFEST_VERSION = 1
@@ -317,14 +318,14 @@ def make_dataset(out_dir, *, num_classes: int, videos_per_class_train: int, vide
   jobs = _jobs(out_dir, params)
   start = time.time()
   report = progress if callable(progress) else None
+  bar = progress_lib.Progress(len(jobs), "synthetic videos", unit="video") if progress is True else None
   done = 0
 
   def tick():
     if report is not None:
       report(done, len(jobs))
-    elif progress and (done == len(jobs) or done % max(1, len(jobs) // 40) == 0):
-      print(f"\rsynthetic videos: {done}/{len(jobs)} ({time.time() - start:.1f}s)", end="", file=sys.stderr,
-            flush=True)
+    elif bar is not None:
+      bar.update(done)
 
   if workers <= 1:
     for job in jobs:
@@ -336,8 +337,8 @@ def make_dataset(out_dir, *, num_classes: int, videos_per_class_train: int, vide
       for _ in pool.map(lambda j: _make_one(j, params), jobs):
         done += 1
         tick()
-  if progress is True:
-    print(file=sys.stderr)
+  if bar is not None:
+    bar.close()
 
   ann_dir = os.path.join(out_dir, "annotations")
   counts = {}

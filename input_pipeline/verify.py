@@ -11,11 +11,11 @@ import collections
 import concurrent.futures
 import dataclasses
 import os
-import sys
 import time
 from typing import Any, Sequence
 
 from input_pipeline import annotations as annotations_lib
+from input_pipeline import progress as progress_lib
 from input_pipeline import video as video_lib
 
 
@@ -92,13 +92,12 @@ def verify_records(records: Sequence[annotations_lib.VideoRecord], min_frames: i
   Returns:
     one VideoCheck per record, in record order.
   """
-  start = time.time()
   results: list[VideoCheck | None] = [None] * len(records)
-  step = max(1, len(records) // 100)
+  bar = progress_lib.Progress(len(records), "verified", unit="video") if progress and records else None
 
   def report(done):
-    if progress and (done % step == 0 or done == len(records)):
-      print(f"\rverified {done}/{len(records)} ({time.time() - start:.1f}s)", end="", file=sys.stderr, flush=True)
+    if bar is not None:
+      bar.update(done)
 
   if workers <= 1:
     for i, r in enumerate(records):
@@ -110,8 +109,8 @@ def verify_records(records: Sequence[annotations_lib.VideoRecord], min_frames: i
       for done, fut in enumerate(concurrent.futures.as_completed(futures), start=1):
         results[futures[fut]] = fut.result()
         report(done)
-  if progress and records:
-    print(file=sys.stderr)
+  if bar is not None:
+    bar.close()
   return results  # type: ignore[return-value]
 
 

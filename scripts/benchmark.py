@@ -2,16 +2,16 @@
 
   # train steps/s of r3d_18 (ours, jax.jit) next to torchvision's r3d_18 (eager, optionally torch.compile), same run
   python scripts/benchmark.py --mode=train --batch=2 --frames=8 --size=56 --steps=10
-  python scripts/benchmark.py --mode=train --batch=16 --frames=16 --size=112 --dtypes=float32,bfloat16 --torch-compile
+  python scripts/benchmark.py --mode=train --batch=16 --frames=16 --size=112 --dtypes=float32,bfloat16 --torch_compile
   # input pipeline clips/s (16x112x112 CtP training clips and GOCA RGB+flow examples from 340x256 videos): the naive
   # reader, the mp4 files, ArrayRecord-of-mp4 and the prepared JPEG frames (TFDS), at 1 and 2 grain workers
   python scripts/benchmark.py --mode=pipeline --out /tmp/bench_pipeline.json
   # Flower deployment (docs/federated.md section 3a, run as written: TLS SuperLink + 2 SuperNodes on 127.0.0.1) on
   # the demo: the share of each round spent outside local training, warm workers vs Flower's process per message
-  python scripts/benchmark.py --mode=federated --rounds=5 --variants=warm,subprocess --lab-dir=/tmp/fedvssl_bench
+  python scripts/benchmark.py --mode=federated --rounds=5 --variants=warm,subprocess --lab_dir=/tmp/fedvssl_bench
   # TV-L1 flow pairs/s at 256x340 (OpenCV's defaults): OpenCV per pair vs the batched JAX version at batch 1, 8, 32,
   # with each one's mean end-point error against the true flow of the generated pairs
-  python scripts/benchmark.py --mode=flow --flow-pairs=32 --flow-batches=1,8,32
+  python scripts/benchmark.py --mode=flow --flow_pairs=32 --flow_batches=1,8,32
 
 Train mode times full SGD steps (forward, backward, update; momentum 0.9, weight decay) of the classifier (backbone + fc
 over 400 classes) on random clips, after warm-up/compilation, and reports steps/s, clips/s and achieved TFLOP/s (from
@@ -21,7 +21,6 @@ figures.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -30,6 +29,8 @@ import sys
 import time
 
 import numpy as np
+
+from fedvssl_jax import cli
 
 
 def _machine() -> str:
@@ -217,7 +218,7 @@ def bench_flow(pairs: int, batches: list[int], height: int, width: int) -> list[
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--mode", choices=["train", "pipeline", "federated", "flow"], default="train")
   p.add_argument("--arch", default="r3d_18")
   p.add_argument("--batch", type=int, default=2)
@@ -226,21 +227,21 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--dtypes", default="float32", help="comma-separated: float32,bfloat16")
-  p.add_argument("--torch-compile", action="store_true", help="also time torchvision under torch.compile")
-  p.add_argument("--no-torch", action="store_true")
-  p.add_argument("--data-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "bench_videos"))
-  p.add_argument("--num-videos", type=int, default=24)
+  p.add_argument("--torch_compile", action="store_true", help="also time torchvision under torch.compile")
+  p.add_argument("--no_torch", action="store_true")
+  p.add_argument("--data_dir", default=os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "bench_videos"))
+  p.add_argument("--num_videos", type=int, default=24)
   p.add_argument("--seconds", type=float, default=20.0, help="pipeline: measuring time per reader")
   p.add_argument("--workers", default="1,2", help="pipeline: grain worker counts")
-  p.add_argument("--no-goca", action="store_true", help="pipeline: CtP clips only (no GOCA RGB + flow examples)")
+  p.add_argument("--no_goca", action="store_true", help="pipeline: CtP clips only (no GOCA RGB + flow examples)")
   p.add_argument("--rounds", type=int, default=5, help="federated: num-server-rounds")
   p.add_argument("--variants", default="warm,subprocess", help="federated: comma-separated warm,subprocess")
-  p.add_argument("--lab-dir", default="/tmp/fedvssl_bench", help="federated: one lab directory per variant in here")
-  p.add_argument("--run-config", default="", help="federated: more --run-config keys, escaped for a \"...\" string")
-  p.add_argument("--timeout-s", type=float, default=3600.0, help="federated: limit per variant")
-  p.add_argument("--flow-pairs", type=int, default=32, help="flow mode: frame pairs timed per setting")
-  p.add_argument("--flow-batches", default="1,8,32", help="flow mode: comma-separated JAX batch sizes")
-  p.add_argument("--flow-size", default="256x340", help="flow mode: HxW of the frames")
+  p.add_argument("--lab_dir", default="/tmp/fedvssl_bench", help="federated: one lab directory per variant in here")
+  p.add_argument("--run_config", default="", help="federated: more --run_config keys, escaped for a \"...\" string")
+  p.add_argument("--timeout_s", type=float, default=3600.0, help="federated: limit per variant")
+  p.add_argument("--flow_pairs", type=int, default=32, help="flow mode: frame pairs timed per setting")
+  p.add_argument("--flow_batches", default="1,8,32", help="flow mode: comma-separated JAX batch sizes")
+  p.add_argument("--flow_size", default="256x340", help="flow mode: HxW of the frames")
   p.add_argument("--out", default="", help="write the figures as JSON here")
   args = p.parse_args(argv)
 
@@ -254,7 +255,7 @@ def main(argv=None) -> int:
     h, w = (int(v) for v in args.flow_size.lower().split("x"))
     batches = [int(v) for v in args.flow_batches.split(",")]
     if any(bs > args.flow_pairs for bs in batches):
-      p.error(f"--flow-batches {args.flow_batches}: each batch must be at most --flow-pairs={args.flow_pairs}")
+      p.error(f"--flow_batches {args.flow_batches}: each batch must be at most --flow_pairs={args.flow_pairs}")
     record["results"].extend(bench_flow(args.flow_pairs, batches, h, w))
   elif args.mode == "pipeline":
     from input_pipeline import benchmark as pipeline_benchmark

@@ -1,26 +1,26 @@
 """Exports an exported-backbone directory to a PyTorch-named state dict (.safetensors, .npz or .pth).
 
   python scripts/export_torch_weights.py --checkpoint exported/r3d_18 --out r3d_18.safetensors \
-      [--convention torchvision|ctp] [--backbone-prefix PREFIX]
+      [--convention torchvision|ctp] [--backbone_prefix PREFIX]
 
 Conv kernels are written as (O, I, kT, kH, kW), linear weights as (out, in), `num_batches_tracked` as 0.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from fedvssl_jax import cli
 from fedvssl_jax.models import export, torch_names
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--checkpoint", required=True, help="exported-backbone directory")
   p.add_argument("--out", required=True, help="output file: .safetensors, .npz or .pth (needs torch)")
   p.add_argument("--convention", choices=torch_names.CONVENTIONS, default=None,
                  help="PyTorch naming convention (default: torchvision for r3d_18/r2plus1d_18, else ctp)")
-  p.add_argument("--backbone-prefix", default=None,
+  p.add_argument("--backbone_prefix", default=None,
                  help="prefix of backbone names (default: '' for torchvision, 'backbone.' for ctp)")
   args = p.parse_args(argv)
 
@@ -35,4 +35,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

@@ -1,7 +1,7 @@
 """Pooled backbone features (eval mode, float32) of a stack of clips.
 
   python scripts/extract_features.py --checkpoint exported/r3d_18 --clips clips.npy --out feats.npy \
-      [--layout ncthw|nthwc] [--batch-size 8]
+      [--layout ncthw|nthwc] [--batch_size 8]
 
 IN.npy holds [N, C, T, H, W] (ncthw, PyTorch's layout, the default) or [N, T, H, W, C] (nthwc) clips, normalised as the model
 expects; OUT.npy gets float32 [N, feature_dim].
@@ -9,23 +9,23 @@ expects; OUT.npy gets float32 [N, feature_dim].
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
+from fedvssl_jax import cli
 from fedvssl_jax.models import export
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--checkpoint", required=True, help="exported-backbone directory")
   p.add_argument("--clips", required=True, help="input .npy of clips")
   p.add_argument("--out", required=True, help="output .npy of float32 features")
   p.add_argument("--layout", choices=("ncthw", "nthwc"), default="ncthw",
                  help="layout of the clips: ncthw (PyTorch, the default) or nthwc")
-  p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+  p.add_argument("--batch_size", type=int, default=8, help="clips per forward pass")
   args = p.parse_args(argv)
 
   if not os.path.isfile(args.clips):

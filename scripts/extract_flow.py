@@ -14,46 +14,46 @@ Examples:
   # GOCA setting (OpenCV default TV-L1 parameters), every core:
   python scripts/extract_flow.py --videos data/ucf101/videos --out data/ucf101/videos_flow
   # quick demo setting:
-  python scripts/extract_flow.py --videos demo/videos --out demo/videos_flow --short-side 64 --fast
+  python scripts/extract_flow.py --videos demo/videos --out demo/videos_flow --short_side 64 --fast
   # force OpenCV on 8 processes:
   python scripts/extract_flow.py --videos data/ucf101/videos --out data/ucf101/videos_flow --backend opencv --workers 8
 """
 
-import argparse
 import dataclasses
 import os
 import sys
 
+from fedvssl_jax import cli
 from input_pipeline import flow
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.ArgumentParser(description=__doc__)
   parser.add_argument("--videos", required=True, help="directory of RGB videos (searched recursively)")
   parser.add_argument("--out", required=True, help="output directory of flow videos (mirrors --videos)")
-  parser.add_argument("--short-side", type=int, default=256,
+  parser.add_argument("--short_side", type=int, default=256,
                       help="resize so the short side is this many pixels (default 256; 0 = keep the size)")
   parser.add_argument("--backend", choices=flow.BACKENDS, default="auto",
                       help="TV-L1 implementation (default auto: jax on an accelerator, else the faster on a CPU)")
-  parser.add_argument("--batch-size", type=int, default=None,
+  parser.add_argument("--batch_size", type=int, default=None,
                       help="frame pairs per call of the jax backend (default: about 256x340 px per call on a CPU, "
                            f"{flow.JAX_BATCH_ACCELERATOR} pairs on an accelerator)")
   parser.add_argument("--workers", type=int, default=None,
                       help="processes of the opencv backend (default: every core)")
   parser.add_argument("--crf", type=int, default=flow.DEFAULT_CRF,
                       help=f"x264 CRF of the flow videos (default {flow.DEFAULT_CRF}, lower = better)")
-  parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
+  parser.add_argument("--max_frames", type=int, default=None, help="only the first N frames of each video")
   parser.add_argument("--bound", type=float, default=flow.FLOW_BOUND,
                       help="clip the flow to +-BOUND px before the 8-bit encoding (default 20, GOCA's at short side "
-                           "256; scale it with --short-side)")
+                           "256; scale it with --short_side)")
   parser.add_argument("--overwrite", action="store_true",
                       help="recompute videos whose flow already exists (needed to change the settings of a folder)")
   parser.add_argument("--fast", action="store_true",
                       help="cheap TV-L1 setting for demos (2 scales, 2 warps, 10x3 iterations)")
   parser.add_argument("--nscales", type=int, default=None, help="TV-L1 pyramid scales (default 5)")
   parser.add_argument("--warps", type=int, default=None, help="TV-L1 warps per scale (default 5)")
-  parser.add_argument("--inner-iterations", type=int, default=None, help="TV-L1 inner iterations (default 30)")
-  parser.add_argument("--outer-iterations", type=int, default=None, help="TV-L1 outer iterations (default 10)")
+  parser.add_argument("--inner_iterations", type=int, default=None, help="TV-L1 inner iterations (default 30)")
+  parser.add_argument("--outer_iterations", type=int, default=None, help="TV-L1 outer iterations (default 10)")
   args = parser.parse_args(argv)
 
   params = flow.FAST_TVL1 if args.fast else flow.DEFAULT_TVL1
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                if getattr(args, k) is not None}
   params = dataclasses.replace(params, **overrides)
   if args.batch_size is not None and args.batch_size < 1:
-    parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
   if flow.resolve_backend(args.backend) == "jax":
     import jax
 
@@ -75,4 +75,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

@@ -1,6 +1,6 @@
 """Imports a published FedVSSL global model (`round-*.npz`) as an exported R3D-18 backbone directory.
 
-  python scripts/import_fedvssl_checkpoint.py --src round-540.npz --out exported/fedvssl_a09_b1 [--allow-pickle]
+  python scripts/import_fedvssl_checkpoint.py --src round-540.npz --out exported/fedvssl_a09_b1 [--allow_pickle]
 
 FedVSSL's server (and the Flower baseline) saves the global model as *unnamed* arrays in the PyTorch `state_dict`
 order of CtP's R3D-18 pretext model: the 120 backbone entries first (stem, then layer1..4 blocks: conv1, bn1, conv2,
@@ -8,17 +8,16 @@ bn2, [downsample conv, downsample_bn]; every BN as weight, bias, running_mean, r
 then the CtP head (6 arrays), which is dropped here. Two containers exist:
   * `np.savez(path, *arrays)`: arrays `arr_0 .. arr_N` (read without pickle);
   * a single pickled object in `arr_0` (a Flower `Parameters` whose tensors are `.npy` bytes, or a list of arrays).
-    Unpickling runs arbitrary code from the file, so it is refused unless `--allow-pickle` is given; only use it
+    Unpickling runs arbitrary code from the file, so it is refused unless `--allow_pickle` is given; only use it
     for files from a source you trust.
 
 The backbone is written with `fedvssl_jax.models.export.save_backbone` as arch `r3d_18` with CtP's BatchNorm
 epsilon 1e-3 (the weights fit both CtP's pretraining strides and the standard fine-tuning strides; model.json records
-the fine-tuning ones). `--backbone-kwargs` can add `build_backbone` kwargs (e.g. a width multiplier for tests).
+the fine-tuning ones). `--backbone_kwargs` can add `build_backbone` kwargs (e.g. a width multiplier for tests).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -29,6 +28,8 @@ import zipfile
 from typing import Any, Sequence
 
 import numpy as np
+
+from fedvssl_jax import cli
 
 BN_LEAVES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 CTP_HEAD_ARRAYS = 6  # temporal conv w/b, fc1 w/b, pred w/b
@@ -98,7 +99,7 @@ def read_fedvssl_npz(path: str, allow_pickle: bool = False) -> list[np.ndarray]:
     return arrays
   if not allow_pickle:
     raise ValueError(f"{path} stores a pickled Python object (the FedVSSL server's np.savez(Parameters)); loading "
-                     "it can execute arbitrary code. Re-run with --allow-pickle only if you trust the file's source.")
+                     "it can execute arbitrary code. Re-run with --allow_pickle only if you trust the file's source.")
   warnings.warn(f"unpickling {path}: this executes code embedded in the file; only do this for trusted files",
                 stacklevel=2)
   with np.load(path, allow_pickle=True) as z:
@@ -128,19 +129,19 @@ def backbone_state_dict(arrays: Sequence[np.ndarray], path: str = "<arrays>") ->
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--src", required=True, help="FedVSSL global model round-*.npz")
   p.add_argument("--out", required=True, help="output exported-backbone directory")
-  p.add_argument("--allow-pickle", action="store_true",
+  p.add_argument("--allow_pickle", action="store_true",
                  help="allow unpickling a pickled Parameters object (executes code from the file: trusted files only)")
-  p.add_argument("--backbone-kwargs", default="{}", help="extra JSON build_backbone kwargs (default CtP: bn eps 1e-3)")
+  p.add_argument("--backbone_kwargs", default="{}", help="extra JSON build_backbone kwargs (default CtP: bn eps 1e-3)")
   args = p.parse_args(argv)
   try:
     extra = json.loads(args.backbone_kwargs)
   except json.JSONDecodeError as e:
-    raise SystemExit(f"--backbone-kwargs is not valid JSON: {e}") from None
+    raise SystemExit(f"--backbone_kwargs is not valid JSON: {e}") from None
   if not isinstance(extra, dict):
-    raise SystemExit("--backbone-kwargs must be a JSON object")
+    raise SystemExit("--backbone_kwargs must be a JSON object")
 
   from fedvssl_jax.models import export, torch_names
 

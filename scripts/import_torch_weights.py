@@ -1,17 +1,17 @@
 """Imports a PyTorch-named state dict (.pth / .npz / .safetensors) into an exported-backbone directory.
 
   python scripts/import_torch_weights.py --arch r3d_18 --src r3d_18.pth --out exported/r3d_18 \
-      [--convention torchvision|ctp] [--backbone-kwargs '{"width_multiplier": 0.125}'] [--non-strict]
+      [--convention torchvision|ctp] [--backbone_kwargs '{"width_multiplier": 0.125}'] [--non_strict]
 
 The classifier (`fc.*` / `cls_head.fc_cls.*`) is saved with the backbone when present.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from fedvssl_jax import cli
 from fedvssl_jax.models import export, torch_names
 
 
@@ -19,21 +19,21 @@ def parse_kwargs(text: str) -> dict:
   try:
     kwargs = json.loads(text)
   except json.JSONDecodeError as e:
-    raise SystemExit(f"--backbone-kwargs is not valid JSON: {e}") from None
+    raise SystemExit(f"--backbone_kwargs is not valid JSON: {e}") from None
   if not isinstance(kwargs, dict):
-    raise SystemExit("--backbone-kwargs must be a JSON object")
+    raise SystemExit("--backbone_kwargs must be a JSON object")
   return kwargs
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--arch", required=True, help="backbone name (r3d_18, r2plus1d_18, r2plus1d_18_ctp, s3d)")
   p.add_argument("--src", required=True, help="state dict: .pth (needs torch), .npz or .safetensors")
   p.add_argument("--out", required=True, help="output exported-backbone directory")
   p.add_argument("--convention", choices=torch_names.CONVENTIONS, default=None,
                  help="PyTorch naming convention (default: torchvision for r3d_18/r2plus1d_18, else ctp)")
-  p.add_argument("--backbone-kwargs", default="{}", help="JSON build_backbone kwargs recorded in model.json")
-  p.add_argument("--non-strict", action="store_true", help="ignore names that are not backbone/classifier params")
+  p.add_argument("--backbone_kwargs", default="{}", help="JSON build_backbone kwargs recorded in model.json")
+  p.add_argument("--non_strict", action="store_true", help="ignore names that are not backbone/classifier params")
   args = p.parse_args(argv)
 
   kwargs = parse_kwargs(args.backbone_kwargs)

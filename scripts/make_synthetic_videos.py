@@ -3,27 +3,27 @@
 
 Example:
   python scripts/make_synthetic_videos.py --out /tmp/synthetic --preset demo --workers 2
-  python scripts/make_synthetic_videos.py --out /tmp/tiny --preset test --num-classes 6 --num-frames 48
+  python scripts/make_synthetic_videos.py --out /tmp/tiny --preset test --num_classes 6 --num_frames 48
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
+from fedvssl_jax import cli
 from input_pipeline import synthetic
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.ArgumentParser(description=__doc__)
   parser.add_argument("--out", required=True, help="output directory")
   parser.add_argument("--preset", choices=sorted(synthetic.PRESETS), default="demo", help="base parameters")
-  parser.add_argument("--num-classes", type=int, help=f"motion classes (<= {synthetic.MAX_CLASSES})")
-  parser.add_argument("--videos-per-class-train", type=int)
-  parser.add_argument("--videos-per-class-test", type=int)
-  parser.add_argument("--num-frames", type=int)
+  parser.add_argument("--num_classes", type=int, help=f"motion classes (<= {synthetic.MAX_CLASSES})")
+  parser.add_argument("--videos_per_class_train", type=int)
+  parser.add_argument("--videos_per_class_test", type=int)
+  parser.add_argument("--num_frames", type=int)
   parser.add_argument("--height", type=int)
   parser.add_argument("--width", type=int)
   parser.add_argument("--seed", type=int)
@@ -54,4 +54,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

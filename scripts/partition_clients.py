@@ -8,19 +8,19 @@ class counts is written next to the client files.
 
 Example:
   python scripts/partition_clients.py --annotations train_in_official.json --scheme fedvssl-noniid \
-      --num-clients 100 --out DATA/Kinetics-400_annotations
+      --num_clients 100 --out DATA/Kinetics-400_annotations
   python scripts/partition_clients.py --annotations /tmp/synthetic/annotations/train.json --scheme dirichlet \
-      --alpha 0.3 --num-clients 4 --out /tmp/clients
+      --alpha 0.3 --num_clients 4 --out /tmp/clients
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
 import sys
 
+from fedvssl_jax import cli
 from input_pipeline import annotations
 from input_pipeline import partition
 
@@ -46,20 +46,20 @@ def _load_counts(path: str, fmt: str, class_index: str | None) -> dict[int, int]
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.ArgumentParser(description=__doc__)
   parser.add_argument("--annotations", required=True, help="annotation file to split (any supported format)")
   parser.add_argument("--format", default="auto", choices=("auto",) + annotations.FORMATS + ("csv",))
-  parser.add_argument("--class-index", default=None, help="classInd.txt (UCF-101 lists, Kinetics label order)")
+  parser.add_argument("--class_index", default=None, help="classInd.txt (UCF-101 lists, Kinetics label order)")
   parser.add_argument("--scheme", required=True, choices=partition.SCHEMES)
-  parser.add_argument("--num-clients", type=int, required=True)
+  parser.add_argument("--num_clients", type=int, required=True)
   parser.add_argument("--out", required=True, help="output directory for client_dist{k}.json")
   parser.add_argument("--alpha", type=float, default=0.5, help="dirichlet concentration")
   parser.add_argument("--seed", type=int, default=None, help="seed (default: iid 7, by-class / dirichlet 0)")
-  parser.add_argument("--classes-per-side", type=int, default=4,
+  parser.add_argument("--classes_per_side", type=int, default=4,
                       help="fedvssl-noniid: small and large classes per client (4 in FedVSSL)")
-  parser.add_argument("--num-classes", type=int, default=None,
+  parser.add_argument("--num_classes", type=int, default=None,
                       help="fedvssl-noniid: label space size (default: largest label); absent labels count 0")
-  parser.add_argument("--class-counts-file", default=None,
+  parser.add_argument("--class_counts_file", default=None,
                       help="fedvssl-noniid: per-class counts that order the classes (a JSON {label: count} with "
                            "1-based labels, or an annotation file whose counts are used); default: --annotations")
   parser.add_argument("--prefix", default="client_dist")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
       if args.class_counts_file:
         kwargs["class_counts"] = _load_counts(args.class_counts_file, "auto", args.class_index)
     elif args.class_counts_file:
-      print("warning: --class-counts-file is only used by fedvssl-noniid", file=sys.stderr)
+      print("warning: --class_counts_file is only used by fedvssl-noniid", file=sys.stderr)
     clients = partition.partition(entries, args.scheme, args.num_clients, seed=args.seed, alpha=args.alpha,
                                   **kwargs)
   except (annotations.AnnotationError, ValueError, TypeError) as e:
@@ -92,4 +92,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

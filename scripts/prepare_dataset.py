@@ -1,7 +1,7 @@
 """Converts a video folder + annotations into ArrayRecord shards (one record per video, original encoded bytes).
 
   python scripts/prepare_dataset.py --annotations ucf101/annotations/train_split_1.json \
-      --data-root ucf101 --path-template "videos/{name}.mp4" --out ucf101/arrayrecord/train --num-shards 8
+      --data_root ucf101 --path_template "videos/{name}.mp4" --out ucf101/arrayrecord/train --num_shards 8
 
 Reads the annotations with `input_pipeline.annotations.load_annotations` (`--format` auto / json / txt /
 kinetics_csv / ucf101 / hmdb51), checks that every video opens (frame count stored in the record; unreadable videos
@@ -10,15 +10,15 @@ Train on them with `input_pipeline.shards.ArrayRecordVideoSource(out)` in place 
 
 `--tfds CONFIG` instead writes the prepared-clip format built for throughput: the TFDS dataset
 `fedvssl_videos/<config>` (fedvssl_jax/tfds_videos.py), every frame re-encoded as a JPEG at short side
-`--short-side` (default 128), one example per video in ArrayRecord files, decoded frame by frame with libjpeg-turbo at
+`--short_side` (default 128), one example per video in ArrayRecord files, decoded frame by frame with libjpeg-turbo at
 training time (`--config.data.source=tfds --config.data.tfds_name=fedvssl_videos/<config>`). No TensorFlow needed.
 
-  python scripts/prepare_dataset.py --tfds ucf101 --manual-dir /data/ucf101 --data-dir ~/tensorflow_datasets
-  python scripts/prepare_dataset.py --tfds kinetics400 --manual-dir /data/k400 --data-format ctp
-  python scripts/prepare_dataset.py --tfds synthetic --data-dir ~/tensorflow_datasets      # the demo videos
+  python scripts/prepare_dataset.py --tfds ucf101 --manual_dir /data/ucf101 --data_dir ~/tensorflow_datasets
+  python scripts/prepare_dataset.py --tfds kinetics400 --manual_dir /data/k400 --data_format ctp
+  python scripts/prepare_dataset.py --tfds synthetic --data_dir ~/tensorflow_datasets      # the demo videos
 
-CONFIG is kinetics400, ucf101, hmdb51 or synthetic (the `--manual-dir` layouts of fedvssl_jax/datasets.py). Options
-that differ from the predeclared config (`--short-side`, `--with-flow`, `--split`, ...) give the dataset the config
+CONFIG is kinetics400, ucf101, hmdb51 or synthetic (the `--manual_dir` layouts of fedvssl_jax/datasets.py). Options
+that differ from the predeclared config (`--short_side`, `--with_flow`, `--split`, ...) give the dataset the config
 name `--name` (default `<config>_<hash of the options>`). Resumable: rerun the same command after an interruption
 (the frames of every finished video are cached under `<data-dir>/downloads/fedvssl_videos_frames/`). Unreadable
 videos are named in a warning, skipped, and listed in `skipped_<split>.json` in that cache.
@@ -26,33 +26,34 @@ videos are named in a warning, skipped, and listed in `skipped_<split>.json` in 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 
+from fedvssl_jax import cli
+
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.ArgumentParser(description=__doc__)
   p.add_argument("--annotations", help="annotation file (or the HMDB-51 splits directory)")
-  p.add_argument("--data-root", help="directory the annotation's video paths are relative to")
+  p.add_argument("--data_root", help="directory the annotation's video paths are relative to")
   p.add_argument("--out", help="output directory for the shards")
   t = p.add_argument_group("--tfds: JPEG frames as the TFDS dataset fedvssl_videos/<config> (ArrayRecord)")
   t.add_argument("--tfds", default="", help="kinetics400, ucf101, hmdb51 or synthetic")
-  t.add_argument("--manual-dir", default="", help="the dataset's root (as config.data.root)")
-  t.add_argument("--data-dir", default="~/tensorflow_datasets", help="TFDS data directory")
+  t.add_argument("--manual_dir", default="", help="the dataset's root (as config.data.root)")
+  t.add_argument("--data_dir", default="~/tensorflow_datasets", help="TFDS data directory")
   t.add_argument("--name", default="", help="config name when the options differ from the predeclared config")
-  t.add_argument("--short-side", type=int, default=128, help="frames are scaled down to this short side")
+  t.add_argument("--short_side", type=int, default=128, help="frames are scaled down to this short side")
   t.add_argument("--quality", type=int, default=90, help="JPEG quality")
-  t.add_argument("--data-format", default="official", help="official or ctp (fedvssl_jax/datasets.py)")
-  t.add_argument("--with-flow", action="store_true", help="also store the flow videos (GOCA)")
-  t.add_argument("--synthetic-preset", default="demo", help="--tfds synthetic: demo or test")
+  t.add_argument("--data_format", default="official", help="official or ctp (fedvssl_jax/datasets.py)")
+  t.add_argument("--with_flow", action="store_true", help="also store the flow videos (GOCA)")
+  t.add_argument("--synthetic_preset", default="demo", help="--tfds synthetic: demo or test")
   p.add_argument("--format", default="auto", help="annotation format: auto, json, txt, kinetics_csv, ucf101, hmdb51")
-  p.add_argument("--num-shards", type=int, default=1)
+  p.add_argument("--num_shards", type=int, default=1)
   p.add_argument("--prefix", default="videos", help="shard file name prefix")
-  p.add_argument("--path-template", default=None, help="video path template, e.g. 'videos/{name}.mp4'")
-  p.add_argument("--flow-template", default=None, help="flow video path template (GOCA), e.g. 'flow/{name}.mp4'")
-  p.add_argument("--class-index", default=None, help="classInd.txt (UCF-101) / label order (Kinetics)")
+  p.add_argument("--path_template", default=None, help="video path template, e.g. 'videos/{name}.mp4'")
+  p.add_argument("--flow_template", default=None, help="flow video path template (GOCA), e.g. 'flow/{name}.mp4'")
+  p.add_argument("--class_index", default=None, help="classInd.txt (UCF-101) / label order (Kinetics)")
   p.add_argument("--split", type=int, default=1, help="HMDB-51 split")
   p.add_argument("--subset", default="train", help="HMDB-51 subset: train or test")
   p.add_argument("--strict", action="store_true", help="fail on the first unreadable video instead of skipping it")
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
   if args.tfds:
     return _prepare_tfds(args)
   if not (args.annotations and args.data_root and args.out):
-    p.error("--annotations, --data-root and --out are required (or use --tfds)")
+    p.error("--annotations, --data_root and --out are required (or use --tfds)")
   from input_pipeline import annotations, shards
 
   records = annotations.load_annotations(
@@ -103,4 +104,6 @@ def _prepare_tfds(args) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

@@ -9,11 +9,11 @@ columns are `knn.pretrained` and `knn.random_init` of `<workdir>/results.json`. 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
+from fedvssl_jax import cli
 from fedvssl_jax.evaluation import reporting
 
 
@@ -35,7 +35,7 @@ def summarize(workdir: str, ks: list[str], metrics: list[str], last: int) -> lis
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.ArgumentParser(description=__doc__)
   parser.add_argument("workdirs", nargs="+", help="run directories (with results.json and metrics.jsonl)")
   parser.add_argument("--ks", nargs="+", default=["R@1", "R@5"], help="kNN columns (default R@1 R@5)")
   parser.add_argument("--metrics", nargs="*", default=["loss"], help="training metrics to average (default loss)")

@@ -2,37 +2,37 @@
 """Scans every video of an annotation file and writes a clean annotation file without the bad ones.
 
 Each video is opened, its frames counted, and its first and last frame decoded (``--exact``: every frame). Bad videos
-(missing, unreadable / corrupt, truncated, shorter than --min-frames) are listed with their reason. The clean file has
+(missing, unreadable / corrupt, truncated, shorter than --min_frames) are listed with their reason. The clean file has
 the input's format. Exit code 0 (also when bad videos are found); 2 for bad arguments / unreadable annotations.
 
 Example:
-  python scripts/verify_dataset.py --annotations ann/train.json --data-root /data/ucf101 \
-      --path-template 'zips/{name}.zip' --out ann/train_clean.json --min-frames 16 --workers 2
+  python scripts/verify_dataset.py --annotations ann/train.json --data_root /data/ucf101 \
+      --path_template 'zips/{name}.zip' --out ann/train_clean.json --min_frames 16 --workers 2
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from fedvssl_jax import cli
 from input_pipeline import annotations
 from input_pipeline import verify
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.ArgumentParser(description=__doc__)
   parser.add_argument("--annotations", required=True, help="annotation file (or HMDB-51 splits directory)")
-  parser.add_argument("--data-root", default=None, help="directory the video paths are relative to")
+  parser.add_argument("--data_root", default=None, help="directory the video paths are relative to")
   parser.add_argument("--format", default="auto", choices=("auto",) + annotations.FORMATS + ("csv",))
-  parser.add_argument("--path-template", default=None,
+  parser.add_argument("--path_template", default=None,
                       help="video path template, e.g. 'zips/{name}.zip', '{name}/RGB_frames.zip', 'videos/{name}.mp4'")
-  parser.add_argument("--flow-template", default=None, help="optional flow video path template")
-  parser.add_argument("--class-index", default=None, help="classInd.txt (UCF-101 lists, Kinetics label order)")
+  parser.add_argument("--flow_template", default=None, help="optional flow video path template")
+  parser.add_argument("--class_index", default=None, help="classInd.txt (UCF-101 lists, Kinetics label order)")
   parser.add_argument("--split", type=int, default=1, help="HMDB-51 split")
   parser.add_argument("--subset", default="train", choices=("train", "test"), help="HMDB-51 subset")
   parser.add_argument("--out", default=None, help="clean annotation file to write (same format)")
-  parser.add_argument("--min-frames", type=int, default=1)
+  parser.add_argument("--min_frames", type=int, default=1)
   parser.add_argument("--workers", type=int, default=1)
   parser.add_argument("--exact", action="store_true", help="decode every frame (slow, finds mid-file corruption)")
   parser.add_argument("--report", default=None, help="optional JSON file for the full summary")
@@ -54,4 +54,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from fedvssl_jax.errors import run_script
+
+  sys.exit(run_script(main))

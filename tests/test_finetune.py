@@ -58,7 +58,7 @@ def _export(source, tmp_path):
     torch_names.save_state_dict_file(state, str(src))
     script = _load("scripts/import_torch_weights.py", "import_torch_weights")
     assert script.main(["--arch", "r3d_18", "--src", str(src), "--out", str(out),
-                        "--backbone-kwargs", json.dumps(TINY)]) == 0
+                        "--backbone_kwargs", json.dumps(TINY)]) == 0
     return out, flat, fc, TINY
   kwargs = dict(TINY, bn_epsilon=1e-3)
   flat = _random_flat(3, **kwargs)
@@ -69,7 +69,7 @@ def _export(source, tmp_path):
                                                               (64,))]
   src = tmp_path / "round-540.npz"
   np.savez(src, *([state[n] for n in script.ctp_r3d18_backbone_names()] + head))  # unnamed arrays, CtP order
-  assert script.main(["--src", str(src), "--out", str(out), "--backbone-kwargs", json.dumps(TINY)]) == 0
+  assert script.main(["--src", str(src), "--out", str(out), "--backbone_kwargs", json.dumps(TINY)]) == 0
   return out, flat, None, kwargs
 
 

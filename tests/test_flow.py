@@ -140,7 +140,7 @@ def test_folder_resume_and_script(tmp_path):
   assert video_lib.video_num_frames(str(out / "three.mp4")) == 4
   os.remove(videos / "broken.mp4")
   res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "extract_flow.py"), "--videos", str(videos),
-                        "--out", str(out), "--short-side", "32", "--workers", "1", "--fast"],
+                        "--out", str(out), "--short_side", "32", "--workers", "1", "--fast"],
                        capture_output=True, text=True, timeout=120)
   assert res.returncode == 0, res.stderr
   assert "3 skipped" in res.stderr

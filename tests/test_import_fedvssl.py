@@ -51,7 +51,7 @@ def test_import_plain_npz(script, checkpoint, tmp_path):
   src = tmp_path / "round-540.npz"
   np.savez(src, *arrays)
   out = tmp_path / "exported"
-  assert script.main(["--src", str(src), "--out", str(out), "--backbone-kwargs", '{"width_multiplier": 0.0625}']) == 0
+  assert script.main(["--src", str(src), "--out", str(out), "--backbone_kwargs", '{"width_multiplier": 0.0625}']) == 0
   _check_export(out, flat)
 
 
@@ -62,11 +62,11 @@ def test_pickled_parameters_refused_without_flag(script, checkpoint, tmp_path, c
   src = tmp_path / "round-540-pickled.npz"
   np.savez(src, ndarrays_to_parameters(arrays))  # what the FedVSSL server writes: a pickled Parameters
   out = tmp_path / "exported"
-  assert script.main(["--src", str(src), "--out", str(out), "--backbone-kwargs", '{"width_multiplier": 0.0625}']) == 2
-  assert "--allow-pickle" in capsys.readouterr().err and not out.exists()
+  assert script.main(["--src", str(src), "--out", str(out), "--backbone_kwargs", '{"width_multiplier": 0.0625}']) == 2
+  assert "--allow_pickle" in capsys.readouterr().err and not out.exists()
   with pytest.warns(UserWarning, match="unpickling"):
-    assert script.main(["--src", str(src), "--out", str(out), "--allow-pickle",
-                        "--backbone-kwargs", '{"width_multiplier": 0.0625}']) == 0
+    assert script.main(["--src", str(src), "--out", str(out), "--allow_pickle",
+                        "--backbone_kwargs", '{"width_multiplier": 0.0625}']) == 0
   _check_export(out, flat)
 
 

@@ -38,9 +38,9 @@ def checkpoints(tmp_path_factory):
 
 
 def _args(synthetic_videos, out, *extra):
-  return ["--dataset", "synthetic", "--cache-dir", str(synthetic_videos), "--synthetic-preset", "test",
-          "--num-workers", "0", "--num-clips", "2", "--clip-len", "4", "--short-side", "32", "--crop-size", "32",
-          "--no-three-crop", "--batch-size", "8", "--out", str(out), *extra]
+  return ["--dataset", "synthetic", "--cache_dir", str(synthetic_videos), "--synthetic_preset", "test",
+          "--num_workers", "0", "--num_clips", "2", "--clip_len", "4", "--short_side", "32", "--crop_size", "32",
+          "--no-three_crop", "--batch_size", "8", "--out", str(out), *extra]
 
 
 def test_knn_eval_script_one_and_two_streams(script, checkpoints, synthetic_videos, tmp_path):
@@ -67,8 +67,8 @@ def test_knn_eval_script_one_and_two_streams(script, checkpoints, synthetic_vide
   # Two streams; the synthetic videos have no optical flow, so the RGB videos stand in for the flow videos.
   two = tmp_path / "two"
   flow_template = os.path.join(str(synthetic_videos), "videos", "{name}.mp4")
-  assert script.main(_args(synthetic_videos, two, "--checkpoint", rgb, "--flow-checkpoint", flow,
-                           "--flow-template", flow_template, "--mean-center")) == 0
+  assert script.main(_args(synthetic_videos, two, "--checkpoint", rgb, "--flow_checkpoint", flow,
+                           "--flow_template", flow_template, "--mean_center")) == 0
   results = json.loads((two / "results.json").read_text())
   assert list(results["knn"]) == ["rgb+flow", "rgb", "flow"] and results["mean_center"]
   assert results["flow_checkpoint"] == flow and results["flow_arch"] == "r3d_18"
@@ -81,8 +81,8 @@ def test_knn_eval_script_one_and_two_streams(script, checkpoints, synthetic_vide
 def test_missing_flow_videos_are_a_one_line_error(script, checkpoints, synthetic_videos, tmp_path, capsys):
   rgb, flow = checkpoints
   nowhere = os.path.join(str(tmp_path), "no_flow", "{name}.mp4")
-  assert script.main(_args(synthetic_videos, tmp_path / "out", "--checkpoint", rgb, "--flow-checkpoint", flow,
-                           "--flow-template", nowhere)) == 2
+  assert script.main(_args(synthetic_videos, tmp_path / "out", "--checkpoint", rgb, "--flow_checkpoint", flow,
+                           "--flow_template", nowhere)) == 2
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and err.startswith("error: 20 flow videos are missing") and "extract_flow.py" in err
 
@@ -108,7 +108,7 @@ def test_two_stream_features_average_the_streams_per_view(checkpoints):
 
 
 def test_knn_config_errors_are_one_line(script, tmp_path, capsys):
-  assert script.main(["--checkpoint", str(tmp_path / "missing"), "--dataset", "ucf101", "--data-root",
+  assert script.main(["--checkpoint", str(tmp_path / "missing"), "--dataset", "ucf101", "--data_root",
                       str(tmp_path), "--out", str(tmp_path / "out")]) == 2
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and "config.init.backbone_checkpoint" in err and str(tmp_path / "missing") in err

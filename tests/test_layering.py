@@ -28,7 +28,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tasks", ("fedvssl_jax.pretext", "fedvssl_jax.goca")),  # each with its runner and federated local trainer
     # Entry points: the runner registry and the federated runner, preflight, main; the input benchmark times the
     # task clip builders and the TFDS source, so it is a tool above them although it lives in input_pipeline.
-    ("apps", ("fedvssl_jax.runners", "fedvssl_jax.preflight", "fedvssl_jax.main", "input_pipeline.benchmark")),
+    ("apps", ("fedvssl_jax.runners", "fedvssl_jax.preflight", "fedvssl_jax.main", "fedvssl_jax.cli",
+           "input_pipeline.benchmark")),
 )
 
 

@@ -42,7 +42,7 @@ def kinetics_with_flow(layout_roots):
 
   root = layout_roots["kinetics400"]
   subprocess.run([sys.executable, "scripts/extract_flow.py", "--videos", os.path.join(root, "videos"), "--out",
-                  os.path.join(root, "videos_flow"), "--short-side", "32", "--fast", "--workers", "1"],
+                  os.path.join(root, "videos_flow"), "--short_side", "32", "--fast", "--workers", "1"],
                  cwd=REPO, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=REPO))
   return root
 
@@ -142,7 +142,8 @@ def test_paper_recipe_without_partition_files_writes_fedvssl_noniid_split(kineti
   """configs/fedvssl.py without partitions.dir: FedVSSL's non-IID split of the train list (k400_non_iid.py's scheme),
   written as client_dist{k}.json into the workdir and read back by the clients; iid uses FedVSSL's seed 7."""
   from fedvssl_jax import datasets
-  from fedvssl_jax.runners import federated, local
+  from fedvssl_jax.federated import task_trainer as local
+  from fedvssl_jax.runners import federated
   from input_pipeline import annotations, partition
 
   config = _fed_config(kinetics_ctp)

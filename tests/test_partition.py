@@ -162,7 +162,7 @@ def test_script_writes_client_files(tmp_path):
   src = tmp_path / "train.json"
   ann.write_json_list(kinetics_like(num_classes=20, seed=2), src)
   out = tmp_path / "clients"
-  assert mod.main(["--annotations", str(src), "--scheme", "fedvssl-noniid", "--num-clients", "4", "--out",
+  assert mod.main(["--annotations", str(src), "--scheme", "fedvssl-noniid", "--num_clients", "4", "--out",
                    str(out)]) == 0
   files = sorted(p.name for p in out.glob("client_dist*.json"))
   assert files == [f"client_dist{k}.json" for k in (1, 2, 3, 4)]
@@ -171,8 +171,8 @@ def test_script_writes_client_files(tmp_path):
   assert len({r.label for r in c1}) == 8 and {r.label for r in c1} == {r.label for r in c3}
   summary = json.loads((out / "partition_summary.json").read_text())
   assert summary["classes_per_client"] == [8, 8, 8, 8] and summary["scheme"] == "fedvssl-noniid"
-  assert mod.main(["--annotations", str(src), "--scheme", "dirichlet", "--alpha", "0.3", "--num-clients", "3",
+  assert mod.main(["--annotations", str(src), "--scheme", "dirichlet", "--alpha", "0.3", "--num_clients", "3",
                    "--out", str(tmp_path / "d"), "--seed", "1"]) == 0
   assert len(list((tmp_path / "d").glob("client_dist*.json"))) == 3
-  assert mod.main(["--annotations", str(src), "--scheme", "by-class", "--num-clients", "50", "--out",
+  assert mod.main(["--annotations", str(src), "--scheme", "by-class", "--num_clients", "50", "--out",
                    str(tmp_path / "e")]) == 2  # too few classes: clear error, exit code 2

@@ -57,8 +57,8 @@ def test_load_prototypes(tmp_path):
 
 def test_script(tmp_path):
   out = tmp_path / "sub" / "p.npy"
-  res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_prototypes.py"), "--num-prototypes",
-                        "20", "--dim", "6", "--steps", "50", "--seed", "3", "--log-every", "25", "--out", str(out)],
+  res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_prototypes.py"), "--num_prototypes",
+                        "20", "--dim", "6", "--steps", "50", "--seed", "3", "--log_every", "25", "--out", str(out)],
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert res.returncode == 0, res.stderr

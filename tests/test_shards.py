@@ -89,8 +89,8 @@ def test_prepare_dataset_script(data, tmp_path):
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   out = tmp_path / "prepared"
-  rc = mod.main(["--annotations", data["annotations"], "--data-root", str(data["dir"] / "videos"), "--out", str(out),
-                 "--format", "json", "--num-shards", "3", "--path-template", "{name}.mp4"])
+  rc = mod.main(["--annotations", data["annotations"], "--data_root", str(data["dir"] / "videos"), "--out", str(out),
+                 "--format", "json", "--num_shards", "3", "--path_template", "{name}.mp4"])
   assert rc == 0
   meta = json.load(open(out / "videos.json"))
   assert meta["num_records"] == 6 and len(meta["shards"]) == 3 and len(meta["skipped"]) == 1

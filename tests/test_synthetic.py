@@ -123,8 +123,8 @@ def test_ensure_dataset_reuses_and_regenerates(tmp_path):
 def test_make_synthetic_videos_script(tmp_path, capsys):
   mod = load_script("make_synthetic_videos")
   out = tmp_path / "s"
-  assert mod.main(["--out", str(out), "--preset", "test", "--num-classes", "2", "--videos-per-class-train", "1",
-                   "--videos-per-class-test", "1", "--num-frames", "8", "--height", "32", "--width", "32"]) == 0
+  assert mod.main(["--out", str(out), "--preset", "test", "--num_classes", "2", "--videos_per_class_train", "1",
+                   "--videos_per_class_test", "1", "--num_frames", "8", "--height", "32", "--width", "32"]) == 0
   assert "videos: {'train': 2, 'test': 2}" in capsys.readouterr().out
   assert synthetic.load_manifest(out)["params"]["num_frames"] == 8
 
@@ -154,13 +154,13 @@ def test_verify_dataset_finds_bad_videos(tmp_path, capsys):
   # the script: same format (txt), exit code 0, printed summary
   mod = load_script("verify_dataset")
   txt = pathlib.Path(info["train_txt"])
-  rc = mod.main(["--annotations", str(txt), "--data-root", str(root), "--path-template", synthetic.PATH_TEMPLATE,
-                 "--out", str(tmp_path / "clean.txt"), "--min-frames", "4", "--exact"])
+  rc = mod.main(["--annotations", str(txt), "--data_root", str(root), "--path_template", synthetic.PATH_TEMPLATE,
+                 "--out", str(tmp_path / "clean.txt"), "--min_frames", "4", "--exact"])
   assert rc == 0
   printed = capsys.readouterr().out
   assert "6 videos, 3 ok, 3 bad" in printed and "missing: 1" in printed
   assert len((tmp_path / "clean.txt").read_text().splitlines()) == 3
-  assert mod.main(["--annotations", str(tmp_path / "nope.json"), "--data-root", str(root)]) == 2
+  assert mod.main(["--annotations", str(tmp_path / "nope.json"), "--data_root", str(root)]) == 2
 
 
 def test_verify_detects_truncated_tail(tmp_path):

@@ -53,7 +53,7 @@ def tiny_export(tmp_path_factory):
   np.savez(tmp / "tiny.npz", **state)
   ckpt = tmp / "ckpt"
   _script("import_torch_weights").main(["--arch", "r2plus1d_18", "--src", str(tmp / "tiny.npz"), "--out", str(ckpt),
-                                        "--backbone-kwargs", json.dumps(TINY)])
+                                        "--backbone_kwargs", json.dumps(TINY)])
   return tmp, ckpt, flat, fc, state
 
 
@@ -73,7 +73,7 @@ def test_import_export_round_trip_is_exact(tiny_export):
 
   ckpt2 = tmp / "ckpt2"
   _script("import_torch_weights").main(["--arch", "r2plus1d_18", "--src", str(out), "--out", str(ckpt2),
-                                        "--backbone-kwargs", json.dumps(TINY)])
+                                        "--backbone_kwargs", json.dumps(TINY)])
   _, again, again_fc = export.load_state(ckpt2)
   _assert_flat_equal(again, flat)
   _assert_flat_equal(again_fc, fc)
@@ -84,7 +84,7 @@ def test_extract_features_matches_in_process_model(tiny_export):
   clips = np.random.default_rng(1).normal(size=(3, 3, 4, 32, 32)).astype(np.float32)  # NCTHW
   np.save(tmp / "clips.npy", clips)
   _script("extract_features").main(["--checkpoint", str(ckpt), "--clips", str(tmp / "clips.npy"), "--out",
-                                    str(tmp / "feats.npy"), "--layout", "ncthw", "--batch-size", "2"])
+                                    str(tmp / "feats.npy"), "--layout", "ncthw", "--batch_size", "2"])
   feats = np.load(tmp / "feats.npy")
   model = export.backbone_from_flat("r2plus1d_18", flat, **TINY)
   model.eval()
@@ -104,11 +104,11 @@ def test_ctp_names_prefixes_and_errors(tmp_path):
   wrapped["module.ctp_head.fc1.weight"] = np.zeros((2, 2), np.float32)
   np.savez(tmp_path / "ctp.npz", **wrapped)
   args = ["--arch", "r2plus1d_18_ctp", "--src", str(tmp_path / "ctp.npz"), "--out", str(tmp_path / "c"),
-          "--backbone-kwargs", json.dumps(TINY)]
+          "--backbone_kwargs", json.dumps(TINY)]
   imp = _script("import_torch_weights")
   with pytest.raises(ValueError, match="ctp_head.fc1.weight"):
     imp.main(args)
-  imp.main(args + ["--non-strict"])
+  imp.main(args + ["--non_strict"])
   model, meta = export.load_backbone(tmp_path / "c")
   assert meta["arch"] == "r2plus1d_18_ctp" and model.layer1[0].bn1.epsilon == 1e-3
   _assert_flat_equal(export.flatten_state(model), flat)

@@ -111,10 +111,20 @@ def _steps(config, ckpt, batches, writer, state, step, train_step, total_steps, 
   replaced = 0  # bad videos replaced by the pipeline in this logging window (README: counted, never fatal)
   t_start = time.time()
   finished = True
+  first = True
   while step < total_steps:
     batch, num_replaced = next(batches)  # already on the devices; the next ones are in flight
     replaced += num_replaced
+    if first and jax.process_index() == 0:
+      # XLA compiles on the first call (a minute or more for a full-size model): say so instead of going silent.
+      print("compiling the train step...", flush=True)
+      t_compile = time.time()
     state, step_metrics = train_step(state, batch, jax.random.fold_in(base_rng, step))
+    if first:
+      jax.block_until_ready(step_metrics)
+      if jax.process_index() == 0:
+        print(f"train step compiled, first step done in {time.time() - t_compile:.1f}s", flush=True)
+      first = False
     history.append(step_metrics)
     step += 1
     if step % config.log_every == 0 or step == total_steps:

@@ -1,4 +1,8 @@
-"""Host-side metrics: a progress line on stdout, TensorBoard event files and a JSON-lines file in the workdir."""
+"""Host-side metrics: progress on stdout, TensorBoard event files and a JSON-lines file in the workdir.
+
+Progress is a tqdm bar (rate, ETA, the latest scalars) when stdout is a terminal, and one plain line per logged step
+otherwise (log files, pipes, CI): never a `\r`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import time
 from typing import Any, Mapping
 
 import numpy as np
+
+from input_pipeline import progress as progress_lib
 
 
 def _to_float(value: Any) -> float:
@@ -61,6 +67,46 @@ def truncate_jsonl(path: str, key: str, last: int) -> int:
   return len(lines) - len(kept)
 
 
+def flatten_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+  """{"knn": {"pretrained": {"R@1": 0.5}}} -> {"knn/pretrained/R@1": 0.5}: the finite int / float leaves (bools and
+  everything else dropped)."""
+  out: dict[str, float] = {}
+  for key, value in values.items():
+    name = f"{prefix}/{key}" if prefix else str(key)
+    if isinstance(value, Mapping):
+      out.update(flatten_numbers(value, name))
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+      if math.isfinite(float(value)):
+        out[name] = float(value)
+  return out
+
+
+def write_eval_summary(workdir: str, step: int, values: Mapping[str, Any], prefix: str = "eval") -> None:
+  """Every numeric leaf of the nested `values` (`flatten_numbers`) as a TensorBoard scalar `<prefix>/<path>` at
+  `step` in `<workdir>/tensorboard/` (evaluation figures: kNN R@k as `eval/knn/pretrained/R_at_1`, top-1 / top-5,
+  the linear probe)."""
+  from tensorboardX import SummaryWriter
+
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=".eval")
+  try:
+    for key, value in flatten_numbers(values).items():
+      # TensorBoard tags allow [A-Za-z0-9_./-] only (tensorboardX would turn "R@1" into "R_1").
+      writer.add_scalar(f"{prefix}/{key}".replace("@", "_at_"), value, step)
+  finally:
+    writer.close()
+
+
+def write_config_summary(workdir: str, config_json: str) -> None:
+  """The run's config as TensorBoard text (`config`, the TEXT tab), so the hyperparameters sit beside the curves."""
+  from tensorboardX import SummaryWriter
+
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=".config")
+  try:
+    writer.add_text("config", "```\n" + config_json + "\n```", 0)
+  finally:
+    writer.close()
+
+
 class MetricWriter:
   """Writes scalars to `<workdir>/tensorboard/` and `<workdir>/<jsonl_name>`, and prints progress.
 
@@ -90,15 +136,20 @@ class MetricWriter:
     self._t0 = time.time()
     self._last_time = self._t0
     self._last_step: int | None = None
+    self._first_step = 0  # a resumed run's starting step (`truncate_after`): the bar's rate counts from there
+    self._bar: progress_lib.Progress | None = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
       from tensorboardX import SummaryWriter  # local import: slow to import
 
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # Its own file name suffix: tensorboardX names files by the second, so writers opened in the same second
+      # (config, training, evaluation) would otherwise write to one file and overwrite each other.
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=f".{prefix or 'metrics'}")
       self._jsonl = open(self._jsonl_path, "a", encoding="utf-8")
 
   def truncate_after(self, step: int) -> None:
     """Forgets the rows above `step` (a resume from the checkpoint at `step`); call before the first `write`."""
+    self._first_step = int(step)
     if not self.enabled:
       return
     self._jsonl.close()
@@ -118,7 +169,14 @@ class MetricWriter:
       self._jsonl.write(dumps_strict({"step": step, "time": now, **scalars}) + "\n")
       self._jsonl.flush()
     if print_progress and self.enabled:
-      print(self.progress_line(step, scalars), flush=True, file=sys.stdout)
+      if progress_lib.is_terminal(sys.stdout):
+        if self._bar is None:
+          self._bar = progress_lib.Progress(self.total_steps, self.prefix or "train", unit="step", stream=sys.stdout,
+                                            initial=self._first_step)
+        shown = {k: v for k, v in scalars.items() if k != "steps_per_sec" and not (k == "num_replaced" and not v)}
+        self._bar.update(step, postfix=" ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+      else:
+        print(self.progress_line(step, scalars), flush=True, file=sys.stdout)
     return scalars
 
   def progress_line(self, step: int, scalars: Mapping[str, float]) -> str:
@@ -144,7 +202,10 @@ class MetricWriter:
     return name + " | ".join(parts)
 
   def close(self) -> None:
-    """Closes the TensorBoard writer and the JSON-lines file (safe to call twice)."""
+    """Closes the progress bar, the TensorBoard writer and the JSON-lines file (safe to call twice)."""
+    if self._bar is not None:
+      self._bar.close()
+      self._bar = None
     if self._tb is not None:
       self._tb.close()
       self._tb = None

@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import json
 import os
-import time
+import sys
 from typing import Any, Callable, Sequence
 
 import jax
@@ -91,9 +91,13 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
   from fedvssl_jax.core import distributed
   from fedvssl_jax.core import mesh as mesh_lib
 
+  from input_pipeline.progress import Progress
+
   feats, labels, indices = [], [], []
-  t0 = time.time()
   ds, n_batches = distributed.process_eval_dataset(records, builder, batch_size, num_workers=num_workers)
+  # A bar on a terminal; in a log file about 10 plain lines with rate and ETA (process 0 only).
+  progress = Progress(n_batches, f"[{desc}]{distributed.process_tag()}", unit="batch", stream=sys.stdout, lines=10) \
+      if jax.process_index() == 0 else None
   for i, batch in enumerate(ds):
     out = distributed.to_host(feature_fn(mesh_lib.put_batch({k: batch[k] for k in inputs}, mesh)))
     valid = distributed.allgather_rows(np.asarray(batch["valid"], bool))
@@ -101,8 +105,10 @@ def extract_video_features(feature_fn: Callable[[dict[str, jax.Array]], jax.Arra
     feats.append(per_video[valid])
     labels.append(distributed.allgather_rows(np.asarray(batch["label"]))[valid])
     indices.append(distributed.allgather_rows(np.asarray(batch["index"]))[valid])
-    if (i + 1) % 10 == 0 or i + 1 == n_batches:
-      print(f"[{desc}] {i + 1}/{n_batches} batches ({time.time() - t0:.0f}s){distributed.process_tag()}", flush=True)
+    if progress is not None:
+      progress.update(i + 1)
+  if progress is not None:
+    progress.close()
   feats, labels, indices = np.concatenate(feats).astype(np.float32), np.concatenate(labels), np.concatenate(indices)
   order = np.argsort(indices, kind="stable")  # record order, as a single process reads them
   return feats[order], labels[order], indices[order]
@@ -337,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     knn[name] = recall_at_k(test.streams[name], test.labels, train.streams[name], train.labels,
                             mean_center=mean_center)
   results: dict[str, Any] = {"knn": knn, "mean_center": mean_center, "num_gallery": int(len(train.labels)),
-                             "num_queries": int(len(test.labels)), **train.meta}
+                             "num_queries": int(len(test.labels)), "num_classes": train.num_classes, **train.meta}
   results.update(features_provenance(config, workdir))
   logging.info("knn: %s", knn)
   return reporting.write_results(workdir, results)

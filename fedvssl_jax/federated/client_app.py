@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from typing import Any, Mapping
@@ -39,6 +40,32 @@ _TRAINERS: dict[str, tuple[Any, LocalTrainer]] = {}
 _LOCK = threading.Lock()
 
 
+class _DropRunSimulationNotice(logging.Filter):
+  """Drops Flower's "DEPRECATED FEATURE: The `run_simulation` function is deprecated" record: the in-process
+  simulation uses it on purpose (the only in-process path; `fedvssl_jax/federated/simulation.py` says why), and
+  `flwr run .` is documented in docs/federated.md."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not any("`run_simulation` function is deprecated" in str(a) for a in (record.args or ()))
+
+
+def configure_flower_logging() -> None:
+  """Each Flower log line once, colour codes only on a terminal, without the `run_simulation` notice (idempotent).
+
+  Flower's "flwr" logger has its own console handler and also propagates to the root logger, where absl's handler
+  (the driver) or Ray's default handler (the actors) printed every record a second time.
+  """
+  from flwr.common.logger import update_console_handler
+
+  from input_pipeline.progress import is_terminal
+
+  flwr_logger = logging.getLogger("flwr")
+  flwr_logger.propagate = False
+  update_console_handler(colored=is_terminal(sys.stderr))
+  if not any(isinstance(f, _DropRunSimulationNotice) for f in flwr_logger.filters):
+    flwr_logger.addFilter(_DropRunSimulationNotice())
+
+
 def setup_process_env() -> None:
   """Settings for a process that may train: no GPU preallocation (several actors share a GPU), a persistent JAX
   compilation cache (rounds and re-spawned client processes do not recompile), absl flags marked parsed (Flower's
@@ -48,13 +75,12 @@ def setup_process_env() -> None:
       os.path.expanduser("~"), ".cache", "fedvssl_jax", "jax_compilation_cache")
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-  import sys
-
   from absl import flags
 
   if not flags.FLAGS.is_parsed():  # client processes have no absl main; grain reads its flags (grain#1355)
     flags.FLAGS.mark_as_parsed()
 
+  configure_flower_logging()
   if "jax" in sys.modules:  # already imported: env vars are read at import time only
     jax = sys.modules["jax"]
     try:

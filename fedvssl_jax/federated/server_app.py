@@ -56,7 +56,7 @@ class RoundLogger:
     path = os.path.join(workdir, METRICS_FILE)
     # Rounds after the saved server state were logged by an interrupted run and are run (and logged) again.
     truncate_jsonl(path, "round", start_round)
-    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=".federated")  # see MetricWriter
     self.jsonl = open(path, "a", encoding="utf-8")
 
   def log(self, report: RoundReport, round_time_s: float) -> dict[str, Any]:

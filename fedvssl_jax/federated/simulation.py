@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
+import warnings
 from typing import Any
 
 import ml_collections
@@ -63,6 +65,10 @@ def run_simulation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
 
   setup_process_env()
   os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+  from input_pipeline.progress import is_terminal
+
+  if not is_terminal(sys.stdout):  # Ray prints the actors' lines with a colour-coded "(ClientAppActor pid=..)" prefix
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
   fed = config.federated
   num_clients = int(fed.num_clients)
   snapshot = write_config_snapshot(config, workdir)
@@ -97,8 +103,16 @@ def run_simulation(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
   if absl_logging.get_verbosity() < absl_logging.INFO:
     flwr_logger.setLevel(logging.CRITICAL)
   try:
-    flwr_run_simulation(server_app=make_server_app(run_config), client_app=make_client_app(run_config),
-                        num_supernodes=num_clients, backend_config=backend_config)
+    with warnings.catch_warnings():
+      # Ray starts its processes with subprocess (fork + exec at once): JAX's fork warning is about a forked child
+      # that keeps running Python with JAX's threads gone, which never happens here.
+      warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning,
+                              module="subprocess")
+      # Ray's tip that a future version will stop hiding GPUs from actors with num_gpus=0: the clients rely on
+      # today's behaviour (client_resources.num_gpus=0 clients stay off the GPU) and nothing here can opt in yet.
+      warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
+      flwr_run_simulation(server_app=make_server_app(run_config), client_app=make_client_app(run_config),
+                          num_supernodes=num_clients, backend_config=backend_config)
   except Exception as e:
     if os.path.isfile(error_path):  # a user error in the ServerApp (too few replies, a mismatched server state)
       with open(error_path, encoding="utf-8") as f:

@@ -430,4 +430,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   exported = export_backbones(config, workdir, final)
   results: dict[str, Any] = {"method": "goca", "steps": int(state.step), "export": exported}
   results.update(evaluate_knn(config, exported, splits, model=final))
+  if "knn" in results:
+    results.update(num_queries=len(splits.test), num_classes=len(splits.class_names))
   return reporting.write_results(workdir, results)

@@ -297,8 +297,9 @@ def save_state_dict_file(state: Mapping[str, np.ndarray], path: str) -> None:
   elif lower.endswith(".npz"):
     np.savez(path, **arrays)
   elif lower.endswith((".pth", ".pt")):
-    import torch
+    from fedvssl_jax.errors import require
 
+    torch = require("torch", f"writing {path!r} (.pth; .safetensors and .npz need no PyTorch)")
     torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
   else:
     raise ValueError(f"{path!r}: unsupported extension; use .safetensors, .npz or .pth")

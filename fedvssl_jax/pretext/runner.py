@@ -58,6 +58,12 @@ def random_init_backbone(config: ml_collections.ConfigDict) -> nnx.Module:
                         **downstream_backbone_kwargs(config))
 
 
+def knn_split_sizes(config: ml_collections.ConfigDict, splits) -> dict[str, int]:
+  """For results.json and the R@k plot: `num_queries` (test videos) and `num_classes` of the kNN data."""
+  knn_splits = datasets.load_splits(config.knn.data) if config.knn.get("data") else splits
+  return {"num_queries": len(knn_splits.test), "num_classes": len(knn_splits.class_names)}
+
+
 def evaluate_knn(config: ml_collections.ConfigDict, export_dir: str, splits, mesh) -> dict[str, Any]:
   """R@k of the exported backbone and of a randomly initialised one on `config.knn.data` (default: the run's data)."""
   knn_splits = datasets.load_splits(config.knn.data) if config.knn.get("data") else splits
@@ -148,5 +154,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     results["ctp_trajectory_iou"] = evaluate_trajectory_iou(config, graphdef, state, splits, mesh)
   if config.knn.enabled:
     results["knn"] = evaluate_knn(config, export_dir, splits, mesh)
+    results.update(knn_split_sizes(config, splits))
   reporting.write_results(workdir, results)
   return results

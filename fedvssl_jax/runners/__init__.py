@@ -51,8 +51,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   apply_compute_dtype(config)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
+    config_json = config.to_json_best_effort(indent=2)
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
+      f.write(config_json)
+    from fedvssl_jax.core import metrics as metrics_lib
+
+    metrics_lib.write_config_summary(workdir, config_json)  # hyperparameters beside the curves in TensorBoard
   runner = get_runner(config.runner)
   return runner.train_and_evaluate(config, workdir)
 
@@ -67,11 +71,12 @@ def run_cli(config: ml_collections.ConfigDict, workdir: str, quiet_logs: bool = 
     quiet_logs: keep the absl log to warnings (Orbax and grain log every save at INFO; progress lines are printed).
     on_results: called with the runner's results after a successful run (e.g. to print a summary).
   Returns:
-    The exit status: 0, or 2 after a user error (config, path, permission, disk space, checkpoint), printed to
+    The exit status: 0, or 2 after a user error (config, path, permission, disk space, checkpoint, a missing
+    optional package), printed to
     stderr as one `error: ...` line. Other exceptions (bugs) propagate with their traceback.
   """
   from fedvssl_jax import preflight
-  from fedvssl_jax.errors import UserError, find_user_os_error, os_error_line
+  from fedvssl_jax.errors import UserError, find_missing_dependency, find_user_os_error, os_error_line
 
   if quiet_logs:
     logging.set_verbosity(logging.WARNING)
@@ -82,6 +87,9 @@ def run_cli(config: ml_collections.ConfigDict, workdir: str, quiet_logs: bool = 
   except UserError as e:
     return _print_error(str(e))
   except Exception as e:  # noqa: BLE001 - only an OSError about the user's paths / disk is turned into one line
+    missing = find_missing_dependency(e)  # an optional package this run needs (tfds, simplejpeg, ray, torch)
+    if missing is not None:
+      return _print_error(missing)
     os_error = find_user_os_error(e)
     if os_error is not None:
       return _print_error(os_error_line(os_error))

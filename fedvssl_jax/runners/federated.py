@@ -74,6 +74,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if goca:
     results["export"] = exported
     results.update(goca_trainer.evaluate_knn(config, exported, splits))
+    if "knn" in results:
+      results.update(num_queries=len(splits.test), num_classes=len(splits.class_names))
   else:
     from fedvssl_jax.pretext import runner as pretext
 
@@ -82,4 +84,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.knn.enabled:
       mesh = mesh_lib.make_mesh(config.get("mesh"))
       results["knn"] = pretext.evaluate_knn(config, export_dir, splits, mesh)
+      results.update(pretext.knn_split_sizes(config, splits))
   return reporting.write_results(workdir, results, jsonl_name="federated_metrics.jsonl")
