@@ -394,7 +394,8 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
   return config
 
 
-def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str = "") -> ml_collections.ConfigDict:
+def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str = "",
+                    compare_scratch: bool | None = None) -> ml_collections.ConfigDict:
   """Fine-tuning a pretrained backbone on UCF-101 / HMDB-51 (FedVSSL / CtP, fedvssl.md section 5).
 
   The supervised recipe (`supervised_config`) with `config.init.backbone_checkpoint` = `init`: an exported-backbone
@@ -406,12 +407,16 @@ def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str 
     demo: the synthetic videos at demo size instead (as `supervised_config(demo=True)`).
     split: official split 1, 2 or 3 (the papers report split 1).
     init: the backbone checkpoint ("" = random init, i.e. training from scratch).
+    compare_scratch: also fine-tune a random init of the checkpoint's architecture with the same recipe and write
+      both test figures (`train.supervised.compare_with_scratch`); default: on for the demo (the fine-tuning demo
+      compares the CtP demo's backbone with scratch), off otherwise.
   """
   _check_choice("dataset", dataset, EVAL_DATASETS)
   _check_choice("split", split, (1, 2, 3))
   config = supervised_config(dataset, demo)
   config.data.split = split
   config.init.backbone_checkpoint = init
+  config.compare_scratch = bool(demo if compare_scratch is None else compare_scratch)
   if not demo:
     # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales + its three colour ops with p=0.2 each;
     # test views resized to (171, 128). train.augment="colorjitter" is the torchvision-style alternative.
