@@ -387,8 +387,14 @@ def supervised_config(dataset: str = "ucf101", demo: bool = False) -> ml_collect
     config.train.flip_p = 0.0
     config.test.update(DEMO_EVAL_VIEWS)
     config.batch_size = 16
-    config.num_epochs = 3
-    config.optim.update(lr=0.05, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
+    # Measured (README): 3 epochs of SGD lr 0.05 ended at chance (loss 2.30 -> 2.68 by step 20), and AdamW with
+    # dropout 0.5 stayed at 2.29 for 100 steps, while the same net without dropout fits fixed clips in 60 steps:
+    # - dropout 0.5 on the 64-d pooled feature of the 1/8-width R3D hides half of a small feature: off;
+    # - AdamW (as the CtP demo) instead of SGD, whose lr 0.05 diverged; 12 epochs (216 steps) instead of 3.
+    # With these: test top-1 25% (chance 10%), short of the 50% target (README).
+    config.model.dropout = 0.0
+    config.num_epochs = 12
+    config.optim.update(name="adamw", lr=0.001, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
     config.log_every = 5
     config.checkpoint_every = 20
   return config
@@ -417,6 +423,8 @@ def finetune_config(dataset: str, demo: bool = False, split: int = 1, init: str 
   config.data.split = split
   config.init.backbone_checkpoint = init
   config.compare_scratch = bool(demo if compare_scratch is None else compare_scratch)
+  if demo:
+    config.num_epochs = 4  # 72 steps per run: the demo trains two inits (pretrained and scratch) one after the other
   if not demo:
     # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales + its three colour ops with p=0.2 each;
     # test views resized to (171, 128). train.augment="colorjitter" is the torchvision-style alternative.
