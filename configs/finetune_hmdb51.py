@@ -10,8 +10,9 @@ state dict with scripts/import_torch_weights.py or a FedVSSL `round-*.npz` with 
   python -m fedvssl_jax.main --config=configs/finetune_hmdb51.py:split=2 --workdir=runs/ft_hmdb_s2 \
       --config.data.root=/data/hmdb51 --config.init.backbone_checkpoint=runs/ctp/export/backbone
 
-Variants: `demo` (synthetic videos, tiny R3D), `split=1|2|3` (default 1), `init=DIR`
-(= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning; docs/goca.md).
+Variants: `demo` (synthetic videos, tiny R3D; fine-tunes `init` and a random init), `split=1|2|3` (default 1),
+`init=DIR` (= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning; docs/goca.md),
+`compare_scratch=0|1` (as configs/finetune_ucf101.py).
 """
 
 import os
@@ -20,5 +21,5 @@ from fedvssl_jax.config_utils import load_recipe, parse_arg
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl")
+  arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl", compare_scratch=-1)
   return load_recipe("finetune_ucf101", os.path.dirname(os.path.abspath(__file__))).finetune_config("hmdb51", arg)

@@ -15,15 +15,22 @@ imported from torchvision / CtP (a PyTorch state dict) or from FedVSSL (a global
   python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:init=exported/fedvssl_a09_b1 --workdir=runs/ft_fed \
       --config.data.root=/data/ucf101
 
-  python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:demo --workdir=DIR   # synthetic videos, CPU, minutes
+  # the fine-tuning demo (synthetic videos, CPU, minutes): the CtP demo's backbone and a random init, same recipe
+  python -m fedvssl_jax.main --config=configs/ctp.py:demo --workdir=/tmp/ctp_demo
+  python -m fedvssl_jax.main --config=configs/finetune_ucf101.py:demo,init=/tmp/ctp_demo/export/backbone \
+      --workdir=DIR
 
 Source: microsoft/CtP `configs/recognizers/*` (the recipe FedVSSL fine-tunes with; configs/supervised.py holds the
 shared TSN recipe: R3D-18, dropout 0.5, 16 frames at stride 2, SGD lr 0.01 momentum 0.9 wd 5e-4 clip 40, batch 32,
 150 epochs, x0.1 at 60 and 120, 10-clip test); `finetune_config` below adds the backbone init and CtP's own
 augmentation. The loaded backbone keeps the architecture recorded with it (model.json); the fc is always new.
 Without an init the backbone is random (scratch); top-1 / top-5 / mean-class accuracy in `<workdir>/results.json`.
-Variants: `demo` (configs/supervised.py's demo), `split=1|2|3` (default 1), `init=DIR`
-(= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning, `goca_finetune_recipe`; docs/goca.md).
+Variants: `demo` (configs/supervised.py's demo; fine-tunes `init` and a random init, see below), `split=1|2|3`
+(default 1), `init=DIR` (= config.init.backbone_checkpoint), `recipe=goca` (GOCA's fine-tuning,
+`goca_finetune_recipe`; docs/goca.md), `compare_scratch=0|1` (= config.compare_scratch; default 1 with `demo`, else
+0): fine-tune the backbone and a random init of its architecture with the same recipe and seed, in
+`<workdir>/{pretrained,scratch}`, both test figures in `<workdir>/results.json` as
+{"finetune": {"pretrained": {...}, "scratch": {...}}}.
 """
 
 import os
@@ -34,7 +41,7 @@ from fedvssl_jax.config_utils import EVAL_DATASETS, check_choice, load_recipe, p
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl")
+  arg = parse_arg(arg, demo=False, split=1, init="", recipe="fedvssl", compare_scratch=-1)
   return finetune_config("ucf101", arg)
 
 
@@ -46,6 +53,12 @@ def finetune_config(dataset: str, arg: ml_collections.ConfigDict) -> ml_collecti
   config = load_recipe("supervised", os.path.dirname(os.path.abspath(__file__))).supervised_config(dataset, arg.demo)
   config.data.split = arg.split  # the papers report split 1
   config.init.backbone_checkpoint = arg.init
+  # Also fine-tune a random init of the checkpoint's architecture with the same recipe and seed, both test figures in
+  # results.json (evaluation/supervised.py compare_with_scratch): on for the demo (the fine-tuning demo compares the
+  # CtP demo's backbone with scratch), off otherwise; variant `compare_scratch=0|1` chooses.
+  config.compare_scratch = bool(arg.demo if arg.compare_scratch < 0 else arg.compare_scratch)
+  if arg.demo:
+    config.num_epochs = 4  # 72 steps per run: the demo trains two inits (pretrained and scratch) one after the other
   if not arg.demo:
     # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales (149,112)/(171,128)/(192,144), flip
     # 0.35, brightness +-32 / contrast x exp(U(+-0.2)) / HSV (hue +-12, saturation x exp(U(+-0.1))) each with p 0.2;

@@ -81,9 +81,13 @@ def _demo(config: ml_collections.ConfigDict) -> None:
   # No flip: a mirrored synthetic video is another class (move_left <-> move_right, rotate_cw <-> rotate_ccw).
   config.train.flip_p = 0.0
   config.test.update(DEMO_EVAL_VIEWS)
-  # 3 epochs of the 300 synthetic videos: a higher lr with a half-epoch warm-up and a cosine decay.
   config.batch_size = 16
-  config.num_epochs = 3
-  config.optim.update(lr=0.05, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
+  # Measured (README): 3 epochs of SGD lr 0.05 ended at chance (loss 2.30 -> 2.68 by step 20), and AdamW with
+  # dropout 0.5 stayed at 2.29 for 100 steps, while the same net without dropout fits fixed clips in 60 steps:
+  # - dropout 0.5 on the 64-d pooled feature of the 1/8-width R3D hides half of a small feature: off;
+  # - AdamW (as the CtP demo) instead of SGD, whose lr 0.05 diverged; 12 epochs (216 steps) instead of 3.
+  config.model.dropout = 0.0
+  config.num_epochs = 12
+  config.optim.update(name="adamw", lr=0.001, schedule="warmup_cosine", warmup_epochs=0.5, final_lr=0.0)
   config.log_every = 5
   config.checkpoint_every = 20

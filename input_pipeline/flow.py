@@ -213,7 +213,10 @@ def _split_at_videos_dir(video_path: str, videos_dirname: str) -> tuple[list[str
 
 
 def video_fps(path: str) -> float:
-  """Average frame rate of the first video stream (25 if the container does not say)."""
+  """Average frame rate of the first video stream (25 if the container does not say, or for a CtP frame zip, which
+  records none)."""
+  if os.fspath(path).lower().endswith(video_lib.ZIP_EXTENSIONS):
+    return 25.0
   try:
     with av.open(os.fspath(path)) as container:
       stream = container.streams.video[0]

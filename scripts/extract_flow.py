@@ -17,6 +17,9 @@ Examples:
   python scripts/extract_flow.py --videos demo/videos --out demo/videos_flow --short_side 64 --fast
   # force OpenCV on 8 processes:
   python scripts/extract_flow.py --videos data/ucf101/videos --out data/ucf101/videos_flow --backend opencv --workers 8
+  # Kinetics-400 in CtP's format (<name>/RGB_frames.zip): flow as <root>/flow/<name>/RGB_frames.mp4, then run with
+  # --config.data.flow_template=flow/{name}/RGB_frames.mp4
+  python scripts/extract_flow.py --videos data/k400 --out data/k400/flow --exts .zip
 """
 
 import dataclasses
@@ -25,6 +28,7 @@ import sys
 
 from fedvssl_jax import cli
 from input_pipeline import flow
+from input_pipeline import video as video_lib
 
 
 def main(argv=None) -> int:
@@ -46,6 +50,9 @@ def main(argv=None) -> int:
   parser.add_argument("--bound", type=float, default=flow.FLOW_BOUND,
                       help="clip the flow to +-BOUND px before the 8-bit encoding (default 20, GOCA's at short side "
                            "256; scale it with --short_side)")
+  parser.add_argument("--exts", default=",".join(video_lib.VIDEO_EXTENSIONS),
+                      help="comma-separated extensions of the RGB videos to pick up (default: the video containers; "
+                           "'.zip' for CtP's frame zips, e.g. Kinetics-400 in CtP's format)")
   parser.add_argument("--overwrite", action="store_true",
                       help="recompute videos whose flow already exists (needed to change the settings of a folder)")
   parser.add_argument("--fast", action="store_true",
@@ -60,6 +67,9 @@ def main(argv=None) -> int:
   overrides = {k: getattr(args, k) for k in ("nscales", "warps", "inner_iterations", "outer_iterations")
                if getattr(args, k) is not None}
   params = dataclasses.replace(params, **overrides)
+  exts = tuple(e.strip() if e.strip().startswith(".") else "." + e.strip() for e in args.exts.split(",") if e.strip())
+  if not exts:
+    parser.error("--exts names no extension")
   if args.batch_size is not None and args.batch_size < 1:
     parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
   if flow.resolve_backend(args.backend) == "jax":
@@ -70,7 +80,7 @@ def main(argv=None) -> int:
   summary = flow.extract_flow_folder(args.videos, args.out, short_side=args.short_side or None,
                                      workers=args.workers, params=params, crf=args.crf, max_frames=args.max_frames,
                                      overwrite=args.overwrite, bound=args.bound, backend=args.backend,
-                                     batch_size=args.batch_size)
+                                     batch_size=args.batch_size, exts=exts)
   return 1 if summary["failed"] else 0
 
 

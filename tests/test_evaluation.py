@@ -1,7 +1,6 @@
 """kNN R@k on hand-made features, the multi-clip test averaging, results files."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -135,21 +135,26 @@ def test_recipe_and_variants():
 
 
 def test_short_finetuning_run_from_the_demo_config(synthetic_videos, tmp_path):
+  """The demo fine-tunes the checkpoint and a random init of its architecture with the same recipe (compare_scratch):
+  results.json holds both test figures; the pretrained run starts at the checkpoint, the scratch run does not."""
   from fedvssl_jax import runners
 
   ckpt, flat, _, _ = _export("ours", tmp_path)
-  config = _config("demo")
+  config = _load("configs/finetune_ucf101.py", "finetune_ucf101").get_config(f"demo,init={ckpt}")
+  assert config.compare_scratch and config.init.backbone_checkpoint == str(ckpt)
   config.mesh = [("data", 1)]
-  config.init.backbone_checkpoint = str(ckpt)
   config.data.update(cache_dir=str(synthetic_videos), synthetic_preset="test", num_workers=0)
   config.train.update(clip_len=4, crop_size=32, short_side_sizes=(32, 40))
   config.test.update(clip_len=4, crop_size=32, short_side=32, batch_size=4)
   config.update(batch_size=4, num_steps=3, checkpoint_every=3, log_every=1)
   workdir = tmp_path / "finetune"
   runners.run(config, str(workdir))
-  results = json.loads((workdir / "results.json").read_text())
-  assert results["steps"] == 3 and results["test"]["num_videos"] == 8
-  assert set(results["test"]) >= {"top1", "top5", "mean_class"}
+  both = json.loads((workdir / "results.json").read_text())
+  assert set(both["finetune"]) == {"pretrained", "scratch"}
+  for name in ("pretrained", "scratch"):
+    assert both["finetune"][name]["num_videos"] == 8 and set(both["finetune"][name]) >= {"top1", "top5", "mean_class"}
+  results = json.loads((workdir / "pretrained" / "results.json").read_text())
+  assert results["steps"] == 3 and results["test"] == both["finetune"]["pretrained"]
   _, tuned, fc = export.load_state(results["export"])
   assert fc["kernel"].shape == (32, 4)  # the synthetic test set's 4 classes
   # The backbone was trained from the checkpoint: its weights moved, but stayed far closer to the checkpoint than a
@@ -159,3 +164,18 @@ def test_short_finetuning_run_from_the_demo_config(synthetic_videos, tmp_path):
   fresh = export.flatten_state(build_backbone("r3d_18", rngs=nnx.Rngs(1), **TINY))
   to_tuned, to_fresh = (np.sqrt(sum(np.sum((w[k] - flat[k]) ** 2) for k in weights)) for w in (tuned, fresh))
   assert to_tuned < 0.01 * to_fresh
+  scratch = json.loads((workdir / "scratch" / "results.json").read_text())
+  assert scratch["test"] == both["finetune"]["scratch"]
+  meta, from_scratch, _ = export.load_state(scratch["export"])
+  assert meta["arch"] == "r3d_18" and meta["backbone_kwargs"]["width_multiplier"] == TINY["width_multiplier"]
+  to_scratch = np.sqrt(sum(np.sum((from_scratch[k] - flat[k]) ** 2) for k in weights))
+  assert to_scratch > 0.5 * to_fresh  # a random init, not the checkpoint
+
+
+def test_compare_scratch_needs_a_checkpoint(tmp_path):
+  config = _config("demo")
+  assert config.compare_scratch and not _config().compare_scratch and _config("compare_scratch=1").compare_scratch
+  assert not _config("demo,compare_scratch=0").compare_scratch
+  with pytest.raises(ConfigError, match="config.compare_scratch=True needs config.init.backbone_checkpoint") as e:
+    supervised.train_and_evaluate(config, str(tmp_path))
+  assert "\n" not in str(e.value)

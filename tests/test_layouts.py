@@ -226,3 +226,47 @@ def test_goca_recipe_on_kinetics_official_with_extracted_flow(kinetics_with_flow
   results = _run("goca", workdir, {**GOCA_TINY, "data.root": kinetics_with_flow, "num_steps": 2, "log_every": 1})
   assert results["method"] == "goca" and results["steps"] == 2 and np.isfinite(_losses(workdir)).all()
   assert set(results["export"]) == {"rgb", "flow"}
+
+
+@pytest.fixture(scope="session")
+def kinetics_ctp_with_flow(kinetics_ctp):
+  """K400 in CtP's format with GOCA's flow made first from its frame zips by scripts/extract_flow.py (`--exts .zip`):
+  `<root>/flow/<name>/RGB_frames.mp4`, found with `data.flow_template`."""
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  subprocess.run([sys.executable, "scripts/extract_flow.py", "--videos", kinetics_ctp, "--out",
+                  os.path.join(kinetics_ctp, "flow"), "--exts", ".zip", "--short-side", "32", "--fast", "--workers",
+                  "1"], cwd=REPO, check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=REPO))
+  return kinetics_ctp
+
+
+@pytest.mark.parametrize("partition_files", [True, False])
+def test_fedvssl_goca_recipe_on_kinetics_ctp(partition_files, kinetics_ctp_with_flow, tmp_path):
+  """configs/fedvssl.py:task=goca (not the demo) on K400 in CtP's format with its extracted flow: 1 round of 2 clients
+  from FedVSSL's client files, or from FedVSSL's non-IID split of train.json written into the workdir."""
+  pytest.importorskip("ray")
+  root = kinetics_ctp_with_flow
+  workdir = tmp_path / "fed_goca"
+  files = os.path.join(root, "annotations", "fedvssl_clients")
+  goca = [f"--config.{k}={v}".replace(" ", "") for k, v in GOCA_TINY.items() if k != "batch_size"]
+  # 1 round of 1 step; the round includes both clients' GOCA compilation (597 s at load 12-15 on 2 cores): 30 min
+  one = {"--config.federated.num_rounds": "1", "--config.federated.max_steps_per_round": "1",
+         "--config.federated.round_timeout_s": "1800"}
+  fed = [f"{k}={one.get(k, v)}" for k, v in (f.split("=", 1) for f in FED_TINY)]
+  proc = run_main("--config=configs/fedvssl.py:task=goca", f"--workdir={workdir}", f"--config.data.root={root}",
+                  "--config.data.format=ctp", "--config.data.flow_template=flow/{name}/RGB_frames.mp4",
+                  "--config.batch_size=2", *goca,
+                  *([f"--config.federated.partitions.dir={files}"] if partition_files else []), *fed)
+  rounds = [json.loads(line) for line in (workdir / "federated_metrics.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in rounds] == [1]
+  r = rounds[0]
+  assert r["num_aggregated"] == 2 and r["num_failed"] == 0 and np.isfinite(r["global_loss"])
+  assert sorted(c["num_examples"] for c in r["clients"]) == ([6, 6] if partition_files else [2, 4])
+  for stream in ("backbone", "flow_backbone"):
+    assert os.path.isfile(workdir / "export" / stream / "model.json")
+  if not partition_files:
+    assert "partitions.scheme=fedvssl-noniid" in proc.stdout
+    assert (workdir / "partitions" / "client_dist2.json").is_file()

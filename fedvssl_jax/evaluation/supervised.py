@@ -42,14 +42,23 @@ def classification_loss(model: nnx.Module, batch: dict[str, jax.Array], rng: jax
   return loss, {"accuracy": accuracy}
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int,
-                rngs: nnx.Rngs) -> tuple[VideoClassifier, str, dict]:
+def build_model(config: ml_collections.ConfigDict, num_classes: int, rngs: nnx.Rngs,
+                random_init: bool = False) -> tuple[VideoClassifier, str, dict]:
   """The classifier, with the backbone of `config.init.backbone_checkpoint` when set.
 
+  Args:
+    random_init: build the checkpoint's architecture (its model.json) with random weights instead (the scratch
+      side of `config.compare_scratch`).
   Returns:
     (model, arch, backbone_kwargs actually used) — a loaded backbone keeps the architecture stored with it.
   """
   ckpt = config.init.get("backbone_checkpoint", "")
+  if ckpt and random_init:
+    pretrained.check_backbone_dir(ckpt, "config.init.backbone_checkpoint")
+    meta = export.read_meta(ckpt)
+    kwargs = dict(meta["backbone_kwargs"], output="pooled")
+    model = VideoClassifier(meta["arch"], kwargs, num_classes, config.model.dropout, rngs=rngs)
+    return model, meta["arch"], kwargs
   if ckpt:
     # A wrong path / a state-dict file / a mismatch is a one-line ConfigError naming the key.
     backbone, meta = pretrained.load_pretrained_backbone(ckpt, "config.init.backbone_checkpoint", output="pooled")
@@ -116,6 +125,34 @@ def evaluate(graphdef: nnx.GraphDef, state: state_lib.TrainState, records, test_
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """One supervised run; with `config.compare_scratch`, two (`compare_with_scratch`)."""
+  if config.get("compare_scratch", False):
+    return compare_with_scratch(config, workdir)
+  return train_once(config, workdir)
+
+
+def compare_with_scratch(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Fine-tunes `config.init.backbone_checkpoint` and a random initialisation of the same architecture with the same
+  recipe, seed and data order, in `<workdir>/pretrained` and `<workdir>/scratch` (each a complete run that resumes on
+  its own); `<workdir>/results.json` holds both test figures: {"finetune": {"pretrained": test, "scratch": test}}."""
+  if not config.init.get("backbone_checkpoint", ""):
+    raise ConfigError("config.compare_scratch=True needs config.init.backbone_checkpoint: the exported backbone to "
+                      "compare with a random init (e.g. the CtP demo's <workdir>/export/backbone)")
+  runs = {}
+  for name, random_init in (("pretrained", False), ("scratch", True)):
+    logging.info("compare_scratch: fine-tuning the %s backbone in %s/%s", name, workdir, name)
+    print(f"compare_scratch: {name} run in {os.path.join(workdir, name)}", flush=True)
+    runs[name] = train_once(config, os.path.join(workdir, name), random_init=random_init)
+    if "test" not in runs[name]:  # stopped early (max_steps_this_run): rerun the command to go on
+      return {"stopped_in": name, **runs[name]}
+  results = {"finetune": {name: r["test"] for name, r in runs.items()},
+             "backbone_checkpoint": config.init.backbone_checkpoint,
+             "runs": {name: os.path.join(workdir, name) for name in runs}, "steps": runs["pretrained"]["steps"]}
+  return reporting.write_results(workdir, results)
+
+
+def train_once(config: ml_collections.ConfigDict, workdir: str, random_init: bool = False) -> dict[str, Any]:
+  """Trains and tests one classifier in `workdir` (`random_init`: see `build_model`)."""
   mesh = mesh_lib.make_mesh(config.get("mesh"))
   mesh_lib.check_batch_size(config.batch_size, mesh)
   splits = datasets.load_splits(config.data)
@@ -125,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("%d train / %d test videos, %d classes, %d steps (%d per epoch)", len(splits.train),
                len(splits.test), num_classes, total_steps, steps_per_epoch)
 
-  model, arch, backbone_kwargs = build_model(config, num_classes, nnx.Rngs(config.seed))
+  model, arch, backbone_kwargs = build_model(config, num_classes, nnx.Rngs(config.seed), random_init=random_init)
   model.train()
   schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config.optim, schedule)

@@ -15,7 +15,6 @@ round in `<workdir>/federated_metrics.jsonl` (per-client loss, examples, time, w
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
