@@ -124,6 +124,8 @@ def demo(config: ml_collections.ConfigDict) -> None:
   config.model.update(dict(num_prototypes=64, embed_dim=32, hidden_dim=128, prototype_steps=300))
   config.views.update(dict(clip_lens=(8, 4), num_clips=(2, 2), stride=2, min_start_distance=8, crop_size=48,
                            short_side_range=(48, 56)))
+  # No flip: a mirrored synthetic video is another class (move_left <-> move_right, rotate_cw <-> rotate_ccw).
+  config.views.flip_p = 0.0
   config.batch_size = 8
   config.num_epochs = 2
   # 74 steps instead of ~10^5: LARC's per-step relative update (lr x trust) is raised 10x, and a queue of the last
