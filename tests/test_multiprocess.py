@@ -5,10 +5,11 @@
   the first checkpoint and started again: the run resumes and ends in the same exported weights; kNN R@k identical.
 - GOCA demo (shrunk, 3 steps, no queue: each step variant is one more compilation): per-step losses (Sinkhorn over
   the global batch of both processes) equal the 1-process run's to 5e-4 relative. At these sizes GOCA is chaotic:
-  1e-7 relative noise on the input moves its first gradient by 4e-3, as does any other order of the float32
-  reductions (1 x 8 vs 1 x 1 devices in one process too; docs/scale_out.md). So its learning rate is lowered (at the
-  demo's, step 2 differs by ~0.4% between any two device layouts) and the tolerance is ~10x the differences measured
-  between 2 x 4 and 1 x 8 (2e-6, 5e-5, 6e-5 at steps 1-3); a process-local Sinkhorn, BatchNorm or batch is far off.
+  1e-7 relative noise on the input moves its first gradient by 4e-3, as does XLA:CPU's rounding with 4 instead of 8
+  CPU devices per process (a 1-device process computes the 2 x 4 run's first step bit for bit; docs/scale_out.md).
+  So its learning rate is lowered (at the demo's, step 2 differs by ~0.4%) and the tolerance is ~10x the differences
+  measured between 2 x 4 and 1 x 8 (2e-6, 5e-5, 6e-5 at steps 1-3); a process-local Sinkhorn, BatchNorm or batch is
+  far off.
 """
 
 import json
