@@ -4,8 +4,9 @@ A flat dict maps `"/"`-joined pytree paths to float32 NumPy arrays, e.g.
 `{"backbone/stem/conv/kernel": f32[3,7,7,3,64], "backbone/stem/bn/mean": f32[64], "head/fc/kernel": ...}`. It is
 how parameters leave a process (docs/design.md): they are keyed by these paths, so the server and the clients agree
 on names, not on positions. On the wire a model is one packed ArrayRecord (`flat_to_arrayrecord`: a float32 vector
-and its JSON index of paths and shapes), because Flower moves every array of a message with its own requests. The top-level key `backbone` is the shared backbone; everything else
-(`head`, ...) is task-specific and stays on the client in FedVSSL mode.
+and its JSON index of paths and shapes), because Flower moves every array of a message with its own requests. The
+top-level key `backbone` is the shared backbone; everything else (`head`, ...) is task-specific and stays on the
+client in FedVSSL mode.
 """
 
 from __future__ import annotations

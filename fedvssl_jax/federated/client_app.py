@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 _TRAINERS: dict[str, tuple[Any, LocalTrainer]] = {}
 _LOCK = threading.Lock()
-# Seconds spent by the last `train` call of this process, by part ("config", "decode", "state-load", "train",
-# "state-save", "encode"): the warm worker logs them to show where a round's time outside training goes.
+# Seconds spent by the last `train` call of this process, by part ("config", "decode", "trainer", "state-load",
+# "train", "state-save", "encode"): the warm worker logs them to show where a round's time outside training goes.
 LAST_TIMES: dict[str, float] = {}
 
 
@@ -190,7 +190,9 @@ def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
     t = time.time()
     global_arrays = arrayrecord_to_flat(msg.content.array_records["arrays"])
     LAST_TIMES["decode"] = time.time() - t
+    t = time.time()
     trainer = get_trainer(config)
+    LAST_TIMES["trainer"] = time.time() - t  # the first round builds it (model, data records); cached after
     result = client_round(trainer, pid, global_arrays, mode=mode, server_round=server_round,
                           local_epochs=local_epochs, workdir=workdir)
     metrics: dict[str, Any] = {"num-examples": int(result.num_examples), "loss": float(result.mean_loss),

@@ -72,7 +72,8 @@ class RoundLogger:
                    for c in report.failed],
         "dropped": [{"partition_id": c.partition_id, "node_id": c.node_id, "error": c.error} for c in report.dropped],
     }
-    if server_times_s:  # the server's own parts of the round: sending + waiting for replies, aggregating, saving
+    if server_times_s:  # the server's parts of the round: sampling (waiting for nodes), sending + waiting for
+      # the replies, aggregating, saving its state
       entry["server_times_s"] = dict(server_times_s)
     self.jsonl.write(dumps_strict(entry, default=float) + "\n")
     self.jsonl.flush()
@@ -168,6 +169,7 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
       t0 = time.time()
       train_config = ConfigRecord({"local-epochs": local_epochs})
       messages = strategy.configure_train(rnd, global_record, train_config, grid)
+      t_send = time.time()
       replies = send_and_receive(grid, messages, timeout=timeout, server_round=rnd, num_rounds=num_rounds,
                                  progress_every_s=float(fed.get("progress_every_s", 5.0)))
       t_agg = time.time()
@@ -191,7 +193,8 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
           meta={"strategy": strategy.strategy_config(), "num_rounds": num_rounds,
                 "global_loss": report.global_loss if math.isfinite(report.global_loss) else None}))
       t_end = time.time()
-      history.append(round_logger.log(report, t_end - t0, {"send_and_receive": t_agg - t0, "aggregate": t_save - t_agg,
+      history.append(round_logger.log(report, t_end - t0, {"configure": t_send - t0, "send_and_receive": t_agg - t_send,
+                                                            "aggregate": t_save - t_agg,
                                                             "save": t_end - t_save}))
   finally:
     if round_logger is not None:
