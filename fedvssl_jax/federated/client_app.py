@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 _TRAINERS: dict[str, tuple[Any, LocalTrainer]] = {}
 _LOCK = threading.Lock()
 # Seconds spent by the last `train` call of this process, by part ("config", "decode", "trainer", "state-load",
-# "train", "state-save", "encode"): the warm worker logs them to show where a round's time outside training goes.
+# "train", "state-save", "encode"): the warm worker (one task at a time) logs them to show where a round's time
+# outside training goes. Diagnostics only: clients training in threads of one process overwrite each other's.
 LAST_TIMES: dict[str, float] = {}
 
 
