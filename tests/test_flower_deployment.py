@@ -67,7 +67,8 @@ def test_documented_tls_deployment_two_rounds(tmp_path):
   # Both rounds of each node ran in its one warm worker process.
   for k in (0, 1):
     worker_log = (lab / f"worker_{k}.log").read_text()
-    assert re.search(r"completed in [\d.]+s \(pull [\d.]+s, app [\d.]+s, push [\d.]+s\); 2 tasks so far",
+    assert re.search(r"completed in [\d.]+s \(pull [\d.]+s, app [\d.]+s \[config [\d.]+s.*state-save [\d.]+s.*\], push "
+                     r"[\d.]+s\); 2 tasks so far",
                      worker_log), worker_log[-2000:]
   # TLS: the SuperLink served HTTPS with the lab certificate (no --insecure anywhere in the doc's commands).
   assert "--insecure" not in blocks["start"] + blocks["run"]

@@ -2,13 +2,16 @@
 
 A flat dict maps `"/"`-joined pytree paths to float32 NumPy arrays, e.g.
 `{"backbone/stem/conv/kernel": f32[3,7,7,3,64], "backbone/stem/bn/mean": f32[64], "head/fc/kernel": ...}`. It is
-how parameters leave a process (docs/design.md): the ArrayRecord keys are these paths, so the server and the
-clients agree on names, not on positions. The top-level key `backbone` is the shared backbone; everything else
-(`head`, ...) is task-specific and stays on the client in FedVSSL mode.
+how parameters leave a process (docs/design.md): they are keyed by these paths, so the server and the clients agree
+on names, not on positions. On the wire a model is one packed ArrayRecord (`flat_to_arrayrecord`: a float32 vector
+and its JSON index of paths and shapes), because Flower moves every array of a message with its own requests. The
+top-level key `backbone` is the shared backbone; everything else (`head`, ...) is task-specific and stays on the
+client in FedVSSL mode.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 import numpy as np
@@ -136,15 +139,63 @@ def tree_shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
   return out
 
 
-def flat_to_arrayrecord(flat: Mapping[str, Any]):
-  """Flat dict -> `flwr.app.ArrayRecord` with the same keys (float32, C-contiguous)."""
+# A packed ArrayRecord holds the whole flat dict as two arrays: the float32 values of every entry concatenated in
+# key order, and a JSON index `[[path, shape], ...]` as uint8 bytes. Flower 1.41 moves each array of a message as its
+# own object(s) with its own HTTP requests, so ~120 arrays per model cost ~120x the per-object round trips.
+PACKED_INDEX = "__packed__/index"
+PACKED_DATA = "__packed__/data"
+
+
+def pack_flat(flat: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+  """Flat dict -> (index u8[n] = UTF-8 JSON `[[path, [dims...]], ...]` in key order, data f32[sum of sizes])."""
+  arrays = {k: to_float32(k, v) for k, v in flat.items()}  # not flat_float32: ascontiguousarray makes 0-d 1-d
+  index = json.dumps([[k, list(v.shape)] for k, v in arrays.items()], separators=(",", ":"))
+  data = np.concatenate([v.reshape(-1) for v in arrays.values()]) if arrays else np.zeros((0,), np.float32)
+  return np.frombuffer(index.encode("utf-8"), np.uint8).copy(), data
+
+
+def unpack_flat(index: np.ndarray, data: np.ndarray) -> dict[str, np.ndarray]:
+  """Inverse of `pack_flat`: `{path: float32 array}` in the packed order (views into one copy of `data`).
+
+  Raises:
+    ValueError: an index that is not the JSON list `pack_flat` writes, or sizes that do not add up to `data`'s.
+  """
+  try:
+    entries = json.loads(np.asarray(index, np.uint8).tobytes().decode("utf-8"))
+    entries = [(str(k), tuple(int(d) for d in shape)) for k, shape in entries]
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"packed ArrayRecord: {PACKED_INDEX!r} is not a JSON list of [path, shape] ({e})") from e
+  flat_data = np.array(data, np.float32, copy=True).reshape(-1)  # one copy, writable, owned by the result
+  sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in entries]
+  if sum(sizes) != flat_data.size:
+    raise ValueError(f"packed ArrayRecord: index covers {sum(sizes)} values, {PACKED_DATA!r} has {flat_data.size}")
+  out: dict[str, np.ndarray] = {}
+  offset = 0
+  for (key, shape), size in zip(entries, sizes):
+    if key in out:
+      raise ValueError(f"packed ArrayRecord: path {key!r} appears twice in the index")
+    out[key] = flat_data[offset:offset + size].reshape(shape)
+    offset += size
+  return out
+
+
+def flat_to_arrayrecord(flat: Mapping[str, Any], packed: bool = True):
+  """Flat dict -> `flwr.app.ArrayRecord`: packed (`pack_flat`, two arrays; the message format of this app), or with
+  one float32 array per path (`packed=False`, what a generic Flower strategy expects)."""
   from flwr.app import Array, ArrayRecord
 
+  if packed:
+    index, data = pack_flat(flat)
+    return ArrayRecord({PACKED_INDEX: Array(index), PACKED_DATA: Array(data)})
   return ArrayRecord({k: Array(v) for k, v in flat_float32(flat).items()})
 
 
 def arrayrecord_to_flat(record) -> dict[str, np.ndarray]:
-  """`flwr.app.ArrayRecord` -> flat dict of float32 NumPy arrays (same keys, insertion order)."""
+  """`flwr.app.ArrayRecord` (packed or one array per path) -> flat dict of float32 NumPy arrays in insertion order."""
+  if PACKED_DATA in record or PACKED_INDEX in record:
+    if PACKED_DATA not in record or PACKED_INDEX not in record:
+      raise ValueError(f"packed ArrayRecord needs both {PACKED_INDEX!r} and {PACKED_DATA!r}, has {list(record)[:4]}")
+    return unpack_flat(record[PACKED_INDEX].numpy(), record[PACKED_DATA].numpy())
   return {k: to_float32(k, v.numpy()) for k, v in record.items()}
 
 

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 _TRAINERS: dict[str, tuple[Any, LocalTrainer]] = {}
 _LOCK = threading.Lock()
+# Seconds spent by the last `train` call of this process, by part ("config", "decode", "trainer", "state-load",
+# "train", "state-save", "encode"): the warm worker (one task at a time) logs them to show where a round's time
+# outside training goes. Diagnostics only: clients training in threads of one process overwrite each other's.
+LAST_TIMES: dict[str, float] = {}
 
 
 class _DropRunSimulationNotice(logging.Filter):
@@ -112,6 +116,7 @@ def client_round(trainer: LocalTrainer, partition_id: int, global_arrays: Mappin
     raise ValueError(f"unknown federated mode {mode!r} (fedavg | fedvssl | flower_baseline)")
   backbone_only = mode != "fedavg"  # the Flower baseline's clients also load only the backbone
   global_arrays = dict(global_arrays)
+  t_load = time.time()
   if backbone_only:
     stored = client_state.load_client_state(workdir, partition_id, before_round=server_round)
     local = stored[0] if stored is not None else trainer.initial_arrays()
@@ -119,6 +124,7 @@ def client_round(trainer: LocalTrainer, partition_id: int, global_arrays: Mappin
   else:
     start = global_arrays
   t0 = time.time()
+  LAST_TIMES["state-load"] = t0 - t_load
   result = trainer.train(partition_id, start, server_round=server_round, local_epochs=local_epochs,
                          workdir=client_state.client_scratch_dir(workdir, partition_id))
   elapsed = time.time() - t0
@@ -128,6 +134,8 @@ def client_round(trainer: LocalTrainer, partition_id: int, global_arrays: Mappin
   for k, v in result.arrays.items():
     if np.shape(v) != np.shape(start[k]):
       raise ValueError(f"local trainer changed the shape of {k!r}: {np.shape(start[k])} -> {np.shape(v)}")
+  LAST_TIMES["train"] = elapsed
+  t_save = time.time()
   finite = math.isfinite(result.mean_loss) and check_finite(result.arrays) is None
   if backbone_only:
     if finite:
@@ -135,6 +143,7 @@ def client_round(trainer: LocalTrainer, partition_id: int, global_arrays: Mappin
                                      meta={"loss": float(result.mean_loss), "num_examples": int(result.num_examples)})
     else:
       logger.warning("client %d round %d: non-finite result, local state not updated", partition_id, server_round)
+  LAST_TIMES["state-save"] = time.time() - t_save
   metrics = dict(result.metrics)
   metrics["train-time-s"] = elapsed
   return LocalResult(arrays=result.arrays, num_examples=int(result.num_examples), mean_loss=float(result.mean_loss),
@@ -167,6 +176,8 @@ def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
 
   @app.train()
   def train(msg: Message, context: Context) -> Message:  # pylint: disable=unused-variable
+    LAST_TIMES.clear()
+    t = time.time()
     rc = _merged_run_config(defaults, context)
     setup_process_env()
     workdir = workdir_from_run_config(rc, context.node_config)
@@ -176,8 +187,13 @@ def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
     server_round = int(round_config.get("server-round", 0))
     local_epochs = int(round_config.get("local-epochs", config.federated.get("local_epochs", 1)))
     mode = str(round_config.get("mode", config.federated.get("strategy", "fedvssl")))
+    LAST_TIMES["config"] = time.time() - t
+    t = time.time()
     global_arrays = arrayrecord_to_flat(msg.content.array_records["arrays"])
+    LAST_TIMES["decode"] = time.time() - t
+    t = time.time()
     trainer = get_trainer(config)
+    LAST_TIMES["trainer"] = time.time() - t  # the first round builds it (model, data records); cached after
     result = client_round(trainer, pid, global_arrays, mode=mode, server_round=server_round,
                           local_epochs=local_epochs, workdir=workdir)
     metrics: dict[str, Any] = {"num-examples": int(result.num_examples), "loss": float(result.mean_loss),
@@ -188,7 +204,9 @@ def make_client_app(run_config: Mapping[str, Any] | None = None) -> ClientApp:
         metrics[name] = float(v)
       except (TypeError, ValueError):
         logger.warning("dropping non-scalar trainer metric %r=%s", k, json.dumps(v, default=str)[:80])
+    t = time.time()
     content = RecordDict({"arrays": flat_to_arrayrecord(result.arrays), "metrics": MetricRecord(metrics)})
+    LAST_TIMES["encode"] = time.time() - t
     return Message(content=content, reply_to=msg)
 
   return app

@@ -153,11 +153,13 @@ def main(argv=None) -> int:
         continue
       if res.HasField("task") and res.token:
         t0 = time.monotonic()
+        client_app_lib.LAST_TIMES.clear()
         status, times = run_task(args.runtime_api_address, res.token, root, app)
         done += 1
+        parts = ", ".join(f"{k} {v:.2f}s" for k, v in client_app_lib.LAST_TIMES.items())
         print(f"[clientapp_worker] task {res.task.task_id} (run {res.task.run_id}) {status} in "
-              f"{time.monotonic() - t0:.1f}s (pull {times['pull']:.1f}s, app {times['app']:.1f}s, push "
-              f"{times['push']:.1f}s); {done} tasks so far", flush=True)
+              f"{time.monotonic() - t0:.1f}s (pull {times['pull']:.2f}s, app {times['app']:.1f}s [{parts}], push "
+              f"{times['push']:.2f}s); {done} tasks so far", flush=True)
         continue
       time.sleep(args.poll_s)
   except KeyboardInterrupt:  # the parent monitor's SIGINT

@@ -58,7 +58,8 @@ class RoundLogger:
     self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), filename_suffix=".federated")  # see MetricWriter
     self.jsonl = open(path, "a", encoding="utf-8")
 
-  def log(self, report: RoundReport, round_time_s: float) -> dict[str, Any]:
+  def log(self, report: RoundReport, round_time_s: float, server_times_s: dict[str, float] | None = None
+          ) -> dict[str, Any]:
     r = report.server_round
     clients = [{"partition_id": c.partition_id, "node_id": c.node_id, "loss": c.loss,
                 "num_examples": c.num_examples, "train_time_s": float(c.metrics.get("train-time-s", float("nan"))),
@@ -71,6 +72,9 @@ class RoundLogger:
                    for c in report.failed],
         "dropped": [{"partition_id": c.partition_id, "node_id": c.node_id, "error": c.error} for c in report.dropped],
     }
+    if server_times_s:  # the server's parts of the round: sampling (waiting for nodes), sending + waiting for
+      # the replies, aggregating, saving its state
+      entry["server_times_s"] = dict(server_times_s)
     self.jsonl.write(dumps_strict(entry, default=float) + "\n")
     self.jsonl.flush()
     self.tb.add_scalar("federated/global_loss", report.global_loss, r)
@@ -165,10 +169,13 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
       t0 = time.time()
       train_config = ConfigRecord({"local-epochs": local_epochs})
       messages = strategy.configure_train(rnd, global_record, train_config, grid)
+      t_send = time.time()
       replies = send_and_receive(grid, messages, timeout=timeout, server_round=rnd, num_rounds=num_rounds,
                                  progress_every_s=float(fed.get("progress_every_s", 5.0)))
+      t_agg = time.time()
       # The aggregate, already serialised by the strategy: sent as is in the next round.
       global_record, _ = strategy.aggregate_train(rnd, replies)
+      t_save = time.time()
       report = strategy.last_report
       if global_record is None:
         if report is not None:
@@ -185,7 +192,10 @@ def run_server(grid: Grid, config: ml_collections.ConfigDict, workdir: str) -> d
           round=rnd, global_arrays=global_arrays, previous=previous, strategy_arrays=strategy.export_state(),
           meta={"strategy": strategy.strategy_config(), "num_rounds": num_rounds,
                 "global_loss": report.global_loss if math.isfinite(report.global_loss) else None}))
-      history.append(round_logger.log(report, time.time() - t0))
+      t_end = time.time()
+      history.append(round_logger.log(report, t_end - t0, {"configure": t_send - t0, "send_and_receive": t_agg - t_send,
+                                                            "aggregate": t_save - t_agg,
+                                                            "save": t_end - t_save}))
   finally:
     if round_logger is not None:
       round_logger.close()
