@@ -272,7 +272,11 @@ def load_state_dict_file(path: str) -> dict[str, np.ndarray]:
     try:
       import torch
     except ImportError:
-      raise ImportError(f"reading {path!r} needs PyTorch; convert it to .npz or .safetensors instead") from None
+      from fedvssl_jax.errors import MissingDependencyError
+
+      # A MissingDependencyError, so the command line prints this line (naming the file), not the generic one.
+      raise MissingDependencyError(f"reading {path!r} needs PyTorch (pip install torch==2.14.1); or convert it to .npz "
+                                   "or .safetensors") from None
     try:
       obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several types for a damaged / non-weights file
