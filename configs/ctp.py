@@ -44,6 +44,19 @@ def get_config(arg=None):
       num_rois=3, scales=(16, 24, 28, 32, 48, 64), ratios=(0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0), scale_jitter=0.18,
       key_frame_probs=(0.5, 0.3, 0.2), loc_velocity=3.0, size_velocity=0.025, label_prob=0.8,
       patch_source="clip", noise_block=4))
+  # Colour augmentation on the accelerator (off = CtP's host pipeline, exact). On: the host work ends at uint8 clips
+  # (sampling, resize, crop, flip, PatchMask: 4x fewer bytes, no float work on the host, the fast path of the
+  # prepared JPEG frames, docs/benchmarks.md) and the jitted step jitters and normalises them
+  # (fedvssl_jax/ops/device_augment.py).
+  # The device jitter is NOT CtP's: it has torchvision ColorJitter semantics (multiplicative brightness, contrast
+  # towards the frame's mean luma, saturation towards the pixel's luma, hue rotation), one draw of factors per clip
+  # applied to all its frames with probability p, in the fixed order brightness, contrast, saturation, hue. CtP's host
+  # ops are an OpenCV-HSV hue/saturation jitter (p 0.25, hue +-12 OpenCV units, saturation x exp(+-0.1)) and additive
+  # brightness (+-30) / multiplicative contrast (x exp(+-0.12)) that change from frame to frame between random key
+  # frames (p 0.5 each). device_jitter (brightness, contrast, saturation, hue, p) matches their magnitudes roughly:
+  # hue 0.067 turn = 12 OpenCV units (of 180), saturation 0.1, brightness 0.12 = CtP's contrast factor.
+  config.task.device_augment = False
+  config.task.device_jitter = (0.12, 0.12, 0.1, 0.067, 0.5)
 
   # Optimisation (pretraining_runtime_kinetics.py): batch 4 / GPU x 8 = 32, 90 epochs, SGD lr 0.01 momentum 0.9,
   # wd 1e-4, gradient clip 40, lr x0.1 at epochs 30 and 60, no warm-up.

@@ -32,6 +32,14 @@ def get_config(arg=None):
   config.task = ml_collections.ConfigDict(dict(name="speed", clip_len=16, crop_size=112))
   config.task.min_frames = 16
   config.task.update(dict(strides=(-4, -2, -1, 0, 1, 2, 4), short_side_sizes=(112, 128, 144), flip_prob=0.5))
+  # device_augment: uint8 clips off the host, colour jitter + normalisation in the jitted step (fedvssl_jax/ops/
+  # device_augment.py; off = CtP's host ops, exact). The device jitter has torchvision ColorJitter semantics (one
+  # draw per clip, fixed order brightness, contrast, saturation, hue, all with probability p), not CtP's independent
+  # RandomBrightness (+-32 additive, p 0.2) / RandomContrast (x exp(+-0.2), p 0.2) / OpenCV-HSV hue-saturation (+-12
+  # OpenCV units = 0.067 turn, x exp(+-0.1), p 0.2); device_jitter (brightness, contrast, saturation, hue, p) matches
+  # their magnitudes roughly (see configs/ctp.py).
+  config.task.device_augment = False
+  config.task.device_jitter = (0.2, 0.12, 0.1, 0.067, 0.2)
 
   # Optimisation (CtP configs/speednet, CtP's schedule): batch 4 / GPU x 8 = 32, 90 epochs on Kinetics, SGD lr 0.01
   # momentum 0.9, wd 1e-4, gradient clip 40, lr x0.1 at epochs 30 and 60.

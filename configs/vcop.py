@@ -33,6 +33,10 @@ def get_config(arg=None):
   config.task = ml_collections.ConfigDict(dict(name="vcop", clip_len=16, crop_size=112))
   config.task.min_frames = 16
   config.task.update(dict(tuple_len=3, interval=8, resize_wh=(171, 128)))
+  # device_augment: uint8 clips off the host, normalised in the jitted step (fedvssl_jax/ops/device_augment.py; the
+  # same values as the host's normalisation up to float rounding). device_jitter None: VCOP has no colour jitter.
+  config.task.device_augment = False
+  config.task.device_jitter = None
 
   # Optimisation (CtP configs/vcop): batch 4 / GPU x 8 = 32, 90 epochs on Kinetics, SGD lr 0.001 momentum 0.9,
   # wd 1e-4, gradient clip 40, lr x0.1 at epochs 30 and 60.

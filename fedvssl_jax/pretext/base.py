@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from fedvssl_jax.losses.classification import accuracy, cross_entropy
+from fedvssl_jax.ops import device_augment
 from input_pipeline import transforms
 
 Metrics = Dict[str, jax.Array]
@@ -100,9 +101,13 @@ class ClipBuilder(abc.ABC):
 
   Attributes:
     min_frames: the shortest video (frames) the builder accepts; the pipeline skips / rejects shorter ones.
+    uint8_video: True when `task_config.device_augment` is on: `build` returns the clip as uint8 (after sampling,
+      resize, crop, flip and the task's geometric ops) and the colour jitter + normalisation run in the jitted step
+      (`PretextTask.train_loss_fn`). Builders read it from the task config.
   """
 
   min_frames: int = 1
+  uint8_video: bool = False
 
   @abc.abstractmethod
   def build(self, reader: Any, record: Any, rng: np.random.Generator) -> Dict[str, np.ndarray]:
@@ -139,6 +144,63 @@ class PretextTask(abc.ABC):
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
     """Per-example array shapes and dtypes the builder produces (for dummy batches and shape checks)."""
     raise NotImplementedError
+
+  def train_loss_fn(self, task_config: Any) -> Callable[..., Tuple[jax.Array, Metrics]]:
+    """The training loss for `task_config`: `loss_fn`, preceded by the device colour augmentation when
+    `task_config.device_augment` is on (the builder then yields uint8 clips; see `device_video_fn`)."""
+    prepare = device_video_fn(self.make_builder(task_config), task_config, train=True)
+    if prepare is None:
+      return self.loss_fn
+
+    def loss_fn(model, batch, rng):
+      if rng is None:
+        raise ValueError(f"{_FILE}: device_augment needs the step's rng (loss_fn(model, batch, rng))")
+      # A key of its own, so the task's own randomness (dropout) draws as without device augmentation.
+      video = prepare(batch["video"], jax.random.fold_in(rng, 0x0A06))
+      return self.loss_fn(model, {**batch, "video": video}, rng)
+
+    return loss_fn
+
+
+DEVICE_JITTER_LEN = 5
+
+
+def device_video_fn(builder: ClipBuilder, task_config: Any, *, train: bool
+                    ) -> Optional[Callable[[jax.Array, Optional[jax.Array]], jax.Array]]:
+  """`prepare(video, key) -> float32 video` for a builder that yields uint8 clips (`builder.uint8_video`), else None.
+
+  `video`: uint8 [B, ..., T, H, W, 3] (VCOP's tuples flatten to clips); train=True applies
+  `ops.device_augment.jitter_and_normalize` with `task_config.device_jitter` ((brightness, contrast, saturation, hue,
+  p), torchvision ColorJitter semantics, one draw per clip; None = normalise only); train=False only normalises (the
+  builder's mean / std).
+  """
+  if not getattr(builder, "uint8_video", False):
+    return None
+  jitter = cfg_get(task_config, "device_jitter", None) if train else None
+  if jitter is not None:
+    jitter = tuple(float(v) for v in jitter)
+    if len(jitter) != DEVICE_JITTER_LEN:
+      raise ValueError(f"{_FILE}: task_config.device_jitter must be (brightness, contrast, saturation, hue, p) or "
+                       f"None, got {jitter}")
+  mean, std = tuple(builder.mean), tuple(builder.std)
+
+  def prepare(video: jax.Array, key: Optional[jax.Array]) -> jax.Array:
+    shape = video.shape
+    clips = video.reshape((-1,) + tuple(shape[-4:]))
+    if key is None:
+      key = jax.random.key(0)  # unused without jitter
+    out = device_augment.jitter_and_normalize(clips, key, jitter=jitter, mean=mean, std=std)
+    return out.reshape(shape)
+
+  return prepare
+
+
+def device_augment_flag(task_config: Any, where: str) -> bool:
+  """`task_config.device_augment` as a bool (False when absent)."""
+  value = cfg_get(task_config, "device_augment", False, where=where)
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{where}.device_augment must be True or False, got {value!r}")
+  return bool(value)
 
 
 class ClassificationTask(PretextTask):

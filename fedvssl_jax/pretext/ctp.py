@@ -19,7 +19,12 @@ Data (`CtPBuilder`), task_config keys and their CtP defaults:
   dynamic_contrast    (0.5, 0.12)         (prob, log-delta), key frames p (.7, .3)
   mean, std           ImageNet            normalisation (RGB, [0, 1] units)
   min_frames          1                   shortest accepted video (the sampler clamps indices otherwise)
-Output: {"video": float32 [T, S, S, 3], "gt_trajs": float32 [N, T, 4], "gt_weights": float32 [N, T] (ones)}.
+  device_augment      False               True: "video" leaves the host as uint8 after PatchMask; the three colour
+                                          ops above are replaced by `device_jitter` + normalisation in the jitted
+                                          step (`base.PretextTask.train_loss_fn`)
+  device_jitter       None                (brightness, contrast, saturation, hue, p) of the device jitter
+Output: {"video": float32 [T, S, S, 3] (uint8 with device_augment), "gt_trajs": float32 [N, T, 4],
+"gt_weights": float32 [N, T] (ones)}.
 
 Model (`CtPModel`), model_config keys:
   arch                (required) backbone registry name, e.g. "r3d_18"
@@ -99,6 +104,7 @@ class CtPBuilder(base.ClipBuilder):
     self.mean = tuple(get("mean", transforms.IMAGENET_MEAN))
     self.std = tuple(get("std", transforms.IMAGENET_STD))
     self.min_frames = int(get("min_frames", 1))
+    self.uint8_video = base.device_augment_flag(task_config, where)
     if self.clip_len < 2:
       raise ValueError(f"{where}: clip_len must be >= 2 for CtP, got {self.clip_len}")
     if len(self.hue_saturation) != 3 or len(self.dynamic_brightness) != 2 or len(self.dynamic_contrast) != 2:
@@ -115,14 +121,13 @@ class CtPBuilder(base.ClipBuilder):
     clip = transforms.random_crop(clip, self.crop_size, rng)
     clip = transforms.random_hflip(clip, self.flip_prob, rng)
     clip, gt_trajs = patch_mask(np.ascontiguousarray(clip), rng, **self.patch_mask_kwargs)
+    out = {"gt_trajs": gt_trajs, "gt_weights": np.ones(gt_trajs.shape[:2], np.float32)}
+    if self.uint8_video:
+      return {"video": clip, **out}
     x = base.random_hue_saturation(clip, rng, *self.hue_saturation)
     x = base.dynamic_brightness(x, rng, *self.dynamic_brightness)
     x = base.dynamic_contrast(x, rng, *self.dynamic_contrast)
-    return {
-        "video": transforms.normalize(x, self.mean, self.std),
-        "gt_trajs": gt_trajs,
-        "gt_weights": np.ones(gt_trajs.shape[:2], np.float32),
-    }
+    return {"video": transforms.normalize(x, self.mean, self.std), **out}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -296,6 +301,6 @@ class CtPTask(base.PretextTask):
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
     b = self.make_builder(task_config)
     num_rois = int(b.patch_mask_kwargs.get("num_rois", 3))
-    return {"video": ((b.clip_len, b.crop_size, b.crop_size, 3), np.float32),
+    return {"video": ((b.clip_len, b.crop_size, b.crop_size, 3), np.uint8 if b.uint8_video else np.float32),
             "gt_trajs": ((num_rois, b.clip_len, 4), np.float32),
             "gt_weights": ((num_rois, b.clip_len), np.float32)}

@@ -22,7 +22,8 @@ def task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
   def export(model, workdir: str) -> dict[str, str]:
     return {"rgb": pretext.export_backbone(config, workdir, state_lib.module_weights(model.backbone))}
 
-  return TaskSpec(make_model=lambda rngs: task.make_model(model_config, rngs=rngs), loss_fn=task.loss_fn,
+  return TaskSpec(make_model=lambda rngs: task.make_model(model_config, rngs=rngs),
+                  loss_fn=task.train_loss_fn(config.task),
                   builder=task.make_builder(config.task), batch_keys=batch_keys, export=export)
 
 

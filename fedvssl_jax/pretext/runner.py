@@ -87,10 +87,12 @@ def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, 
   Returns:
     {"pretrained": {"mean": .., "per_frame": [T]}, "random_init": {..}, "num_clips": N} (IoU in [0, 1]).
   """
+  from fedvssl_jax.pretext.base import device_video_fn
   from fedvssl_jax.pretext.ctp import trajectory_iou
 
   task = PRETEXT_TASKS.get(config.task.name)
   builder = task.make_builder(config.task)
+  prepare = device_video_fn(builder, config.task, train=False)  # uint8 clips (device_augment): normalise on device
   records = splits.test or splits.train
   batch_size = int(config.trajectory_iou.batch_size)
   mesh_lib.check_batch_size(batch_size, mesh, what="config.trajectory_iou.batch_size")
@@ -98,7 +100,7 @@ def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, 
   def run(model):
     model.eval()
     gd, st = nnx.split(model)
-    fn = jax.jit(lambda st, v, g: trajectory_iou(nnx.merge(gd, st), v, g),
+    fn = jax.jit(lambda st, v, g: trajectory_iou(nnx.merge(gd, st), v if prepare is None else prepare(v, None), g),
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh), mesh_lib.batch_sharding(mesh)))
     st = jax.device_put(st, mesh_lib.replicated(mesh))
     ious = []
@@ -137,7 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_ds = pipeline.make_train_dataset(
       splits.train, builder, batch_size=mesh_lib.local_batch_size(config.batch_size), seed=config.seed,
       num_workers=config.data.num_workers, process_index=jax.process_index(), process_count=jax.process_count())
-  train_step = state_lib.make_train_step(graphdef, tx, task.loss_fn, mesh)
+  train_step = state_lib.make_train_step(graphdef, tx, task.train_loss_fn(config.task), mesh)
   try:
     batch_keys = tuple(task.batch_spec(config.task).keys())
   except NotImplementedError:

@@ -15,8 +15,13 @@ Data (`SpeedBuilder`), task_config keys and their CtP defaults:
   crop_size         112                        one random square crop
   mean, std         ImageNet
   min_frames        1
+  device_augment    False                      True: "video" leaves the host as uint8 after resize / flip / crop;
+                                               the colour ops above become `device_jitter` + normalisation in the
+                                               jitted step (`base.PretextTask.train_loss_fn`)
+  device_jitter     None                       (brightness, contrast, saturation, hue, p), torchvision ColorJitter
+                                               semantics (`ops.device_augment`); None = normalise only
 The colour ops are pointwise, so they are applied after the crop (same result as CtP's order, less work).
-Output: {"video": float32 [T, S, S, 3], "label": int32 scalar}.
+Output: {"video": float32 [T, S, S, 3] (uint8 with device_augment), "label": int32 scalar}.
 
 Model (`SpeedModel`), model_config keys:
   arch             (required)
@@ -64,6 +69,7 @@ class SpeedBuilder(base.ClipBuilder):
     self.mean = tuple(get("mean", transforms.IMAGENET_MEAN))
     self.std = tuple(get("std", transforms.IMAGENET_STD))
     self.min_frames = int(get("min_frames", 1))
+    self.uint8_video = base.device_augment_flag(task_config, where)
     if len(self.brightness) != 2 or len(self.contrast) != 2 or len(self.hue_saturation) != 3:
       raise ValueError(f"{where}: brightness / contrast need (prob, delta), hue_saturation (prob, hue, sat)")
 
@@ -79,6 +85,8 @@ class SpeedBuilder(base.ClipBuilder):
       clip = transforms.random_short_side_resize(clip, self.short_side_sizes, rng)
     clip = transforms.random_hflip(clip, self.flip_prob, rng)
     clip = transforms.random_crop(clip, self.crop_size, rng)
+    if self.uint8_video:
+      return {"video": clip, "label": np.int32(label)}
     x = base.random_brightness(clip, rng, *self.brightness)
     x = base.random_contrast(x, rng, *self.contrast)
     x = base.random_hue_saturation(x, rng, *self.hue_saturation)
@@ -123,4 +131,5 @@ class SpeedTask(base.ClassificationTask):
 
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
     b = self.make_builder(task_config)
-    return {"video": ((b.clip_len, b.crop_size, b.crop_size, 3), np.float32), "label": ((), np.int32)}
+    return {"video": ((b.clip_len, b.crop_size, b.crop_size, 3), np.uint8 if b.uint8_video else np.float32),
+            "label": ((), np.int32)}

@@ -10,10 +10,12 @@ Data (`VCOPBuilder`), task_config keys and their CtP defaults:
   crop_size      112         one random square crop shared by all tuple_len * clip_len frames
   mean, std      ImageNet    normalisation
   min_frames     1
+  device_augment False       True: "video" leaves the host as uint8, normalised (and jittered with `device_jitter`,
+                             default None: VCOP has no colour jitter) in the jitted step
 No flip and no colour jitter. The label k ~ U{0 .. tuple_len! - 1}; the clips are returned in the order
 `list(itertools.permutations(range(tuple_len)))[k]` (lexicographic: 012, 021, 102, 120, 201, 210), i.e. output
 clip j is temporal clip perm[j].
-Output: {"video": float32 [tuple_len, T, S, S, 3], "label": int32 scalar}.
+Output: {"video": float32 [tuple_len, T, S, S, 3] (uint8 with device_augment), "label": int32 scalar}.
 
 Model (`VCOPModel`), model_config keys:
   arch             (required) backbone registry name
@@ -69,6 +71,7 @@ class VCOPBuilder(base.ClipBuilder):
     self.mean = tuple(get("mean", transforms.IMAGENET_MEAN))
     self.std = tuple(get("std", transforms.IMAGENET_STD))
     self.min_frames = int(get("min_frames", 1))
+    self.uint8_video = base.device_augment_flag(task_config, where)
     if self.tuple_len < 2:
       raise ValueError(f"{where}: tuple_len must be >= 2, got {self.tuple_len}")
     self.perms = permutations(self.tuple_len)
@@ -86,6 +89,8 @@ class VCOPBuilder(base.ClipBuilder):
     label = int(rng.integers(0, len(self.perms)))
     # Shuffle the uint8 clips (one copy), then normalise once into the output.
     clips = frames.reshape((self.tuple_len, self.clip_len) + frames.shape[1:])[self.perms[label]]
+    if self.uint8_video:
+      return {"video": clips, "label": np.int32(label)}
     video = transforms.normalize(clips.reshape(frames.shape), self.mean, self.std)
     return {"video": video.reshape(clips.shape), "label": np.int32(label)}
 
@@ -145,5 +150,6 @@ class VCOPTask(base.ClassificationTask):
 
   def batch_spec(self, task_config: Any) -> Dict[str, Tuple[Tuple[int, ...], Any]]:
     b = self.make_builder(task_config)
-    return {"video": ((b.tuple_len, b.clip_len, b.crop_size, b.crop_size, 3), np.float32),
+    return {"video": ((b.tuple_len, b.clip_len, b.crop_size, b.crop_size, 3),
+                      np.uint8 if b.uint8_video else np.float32),
             "label": ((), np.int32)}
