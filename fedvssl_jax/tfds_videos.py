@@ -181,4 +181,42 @@ def prepare(base_config: str, *, data_dir: str, manual_dir: str = "", name: str 
   builder = FedvsslVideos(config=cfg, data_dir=os.path.expanduser(data_dir), file_format="array_record")
   dl_config = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
   builder.download_and_prepare(download_config=dl_config)
+  uncompress_array_records(os.fspath(builder.data_path))
   return os.fspath(builder.data_path)
+
+
+ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
+
+
+def uncompress_array_records(dataset_dir: str) -> int:
+  """Rewrites the ArrayRecord files of a prepared dataset without compression; returns how many it rewrote.
+
+  TFDS writes them zstd-compressed ("group_size:1", zstd level 3 by default). JPEG frames barely compress (the
+  synthetic benchmark set: 12% larger uncompressed), while decompressing a video's record costs more CPU than
+  decoding the clip's JPEGs (docs/benchmarks.md). The files keep their names and their records (same order), so TFDS
+  readers (`tfds.data_source`) and `TfdsVideoSource` read them as before; files already uncompressed are skipped, so
+  a dataset prepared earlier is converted on the next `prepare` (or left as it is: both read the same).
+  """
+  from array_record.python import array_record_module
+
+  done = 0
+  for name in sorted(os.listdir(dataset_dir)):
+    if ".array_record-" not in name or name.endswith(".tmp"):
+      continue
+    path = os.path.join(dataset_dir, name)
+    reader = array_record_module.ArrayRecordReader(path)
+    try:
+      if "uncompressed" in reader.writer_options_string().split(","):
+        continue
+      tmp = path + ".tmp"
+      writer = array_record_module.ArrayRecordWriter(tmp, ARRAY_RECORD_OPTIONS)
+      n = reader.num_records()
+      for start in range(0, n, 16):  # a few videos at a time: never the whole file in memory
+        for record in reader.read(list(range(start, min(n, start + 16)))):
+          writer.write(record)
+      writer.close()
+    finally:
+      reader.close()
+    os.replace(tmp, path)  # atomic: a killed rewrite leaves the compressed file, rewritten on the next prepare
+    done += 1
+  return done

@@ -141,11 +141,13 @@ def random_crop(clip: np.ndarray, size: int | Sequence[int], rng: np.random.Gene
 
 def random_short_side_crop(clip: np.ndarray, sizes: Sequence[int], crop_size: int, rng: np.random.Generator,
                            flip_p: float = 0.0) -> np.ndarray:
-  """`random_short_side_resize` -> `random_crop` -> `random_hflip` in one pass per frame, computing only the crop.
+  """`random_short_side_resize` -> `random_crop` -> `random_hflip` frame by frame into one output array.
 
-  Draws the same random numbers in the same order as the three functions, and samples the source at the same points
-  (OpenCV's half-pixel bilinear mapping; one `cv2.warpAffine` per frame instead of resizing the whole frame), so the
-  result matches the chain to rounding (<= 2 grey levels in uint8). The fast path of uint8 host pipelines.
+  Draws the same random numbers in the same order as the three functions and gives the same values (bit-identical
+  to the chain), without the chain's intermediate clips: each frame is resized (`cv2.resize` INTER_LINEAR, skipped
+  when the frames already have the size, e.g. prepared JPEGs at short side 128), then its crop, flipped or not, is
+  copied into the output. The fast path of uint8 host pipelines (per frame, `cv2.resize` of the whole frame costs
+  about half of a `cv2.warpAffine` that samples only the crop: docs/benchmarks.md).
 
   Args:
     clip: [T, H, W, C] (C <= 4), uint8 or float32.
@@ -167,16 +169,14 @@ def random_short_side_crop(clip: np.ndarray, sizes: Sequence[int], crop_size: in
   y0 = int(rng.integers(0, nh - crop_size + 1))
   x0 = int(rng.integers(0, nw - crop_size + 1))
   flip = rng.random() < flip_p
-  sx, sy = w / nw, h / nh
-  # output pixel (u, v) -> source ((x0 + u + 0.5) * sx - 0.5, (y0 + v + 0.5) * sy - 0.5), as cv2.resize samples
-  m = np.array([[sx, 0.0, (x0 + 0.5) * sx - 0.5], [0.0, sy, (y0 + 0.5) * sy - 0.5]], np.float64)
-  if flip:  # u -> crop_size - 1 - u
-    m[0] = [-sx, 0.0, (x0 + crop_size - 0.5) * sx - 0.5]
+  cols = slice(x0 + crop_size - 1, x0 - 1 if x0 > 0 else None, -1) if flip else slice(x0, x0 + crop_size)
+  rows = slice(y0, y0 + crop_size)
+  if (nh, nw) == (h, w):
+    return np.ascontiguousarray(clip[:, rows, cols])
   out = np.empty((clip.shape[0], crop_size, crop_size, clip.shape[3]), clip.dtype)
   for t in range(clip.shape[0]):
-    frame = cv2.warpAffine(clip[t], m, (crop_size, crop_size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                           borderMode=cv2.BORDER_REPLICATE)
-    out[t] = frame.reshape(crop_size, crop_size, -1)
+    frame = cv2.resize(clip[t], (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out[t] = frame.reshape(nh, nw, -1)[rows, cols]
   return out
 
 

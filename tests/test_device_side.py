@@ -121,17 +121,17 @@ def test_bfloat16_step_loss_within_tolerance_of_float32_and_state_stays_float32(
   assert backbone(jnp.zeros((1, 4, 32, 32, 3))).dtype == jnp.bfloat16
 
 
-def test_fused_short_side_crop_matches_resize_crop_flip():
+def test_fused_short_side_crop_equals_resize_crop_flip():
   rng0 = np.random.default_rng(0)
   clip = rng0.integers(0, 256, size=(3, 36, 50, 3)).astype(np.uint8)
   clip = np.asarray(transforms.resize(clip, (50, 36)))  # smooth a little
-  for seed in range(8):
+  for seed in range(16):  # 36: the frames' own size (no resize)
     a = transforms.random_short_side_crop(clip, (28, 36, 44), 24, np.random.default_rng(seed), flip_p=0.5)
     r = np.random.default_rng(seed)
     b = transforms.random_short_side_resize(clip, (28, 36, 44), r)
     b = transforms.random_hflip(transforms.random_crop(b, 24, r), 0.5, r)
     assert a.shape == b.shape == (3, 24, 24, 3) and a.dtype == np.uint8
-    assert np.abs(a.astype(int) - b).max() <= 2
+    np.testing.assert_array_equal(a, b)  # bit-identical to the chain
   with pytest.raises(ValueError, match="larger than the resized frames"):
     transforms.random_short_side_crop(clip, (20,), 24, rng0)
 

@@ -96,6 +96,12 @@ def test_prepare_skips_bad_videos_resumes_and_reads_without_tensorflow(json_data
   skipped = json.loads((cache / "skipped_train.json").read_text())
   assert [s["name"] for s in skipped] == ["broken"] and "broken.mp4" in skipped[0]["path"]
 
+  # the records are stored uncompressed (TFDS writes zstd; JPEG frames barely compress)
+  from array_record.python import array_record_module
+
+  shards = [n for n in os.listdir(out) if ".array_record-" in n]
+  assert shards and all("uncompressed" in array_record_module.ArrayRecordReader(os.path.join(out, n))
+                        .writer_options_string() for n in shards)
   # the standard TFDS reader (full decoding) and our grain source (clip decoding) see the same 3 videos
   ds = tfds.data_source("fedvssl_videos/json_small", split="train", data_dir=str(data_dir))
   assert len(ds) == 3
@@ -130,6 +136,25 @@ def test_prepare_skips_bad_videos_resumes_and_reads_without_tensorflow(json_data
   assert len(tfds_source.TfdsVideoSource("fedvssl_videos/json_small", "train", data_dir=str(data_dir))) == 3
   assert len(tfds_source.TfdsVideoSource("fedvssl_videos/json_small", "test", data_dir=str(data_dir))) == 1
   assert out2 == out
+
+
+def test_uncompress_array_records_keeps_the_records(tmp_path):
+  from array_record.python import array_record_module
+  from fedvssl_jax import tfds_videos
+
+  path = str(tmp_path / "ds-train.array_record-00000-of-00001")
+  records = [bytes([i]) * (1000 + 37 * i) for i in range(40)]
+  writer = array_record_module.ArrayRecordWriter(path, "group_size:1")  # TFDS's options: zstd by default
+  for r in records:
+    writer.write(r)
+  writer.close()
+  assert "zstd" in array_record_module.ArrayRecordReader(path).writer_options_string()
+  assert tfds_videos.uncompress_array_records(str(tmp_path)) == 1
+  reader = array_record_module.ArrayRecordReader(path)
+  assert "uncompressed" in reader.writer_options_string().split(",")
+  assert reader.read(list(range(40))) == records
+  assert tfds_videos.uncompress_array_records(str(tmp_path)) == 0  # already done: left as it is
+  assert sorted(os.listdir(tmp_path)) == ["ds-train.array_record-00000-of-00001"]
 
 
 def test_tfds_source_in_the_grain_pipeline(json_dataset, tmp_path):

@@ -116,10 +116,10 @@ class CtPBuilder(base.ClipBuilder):
     indices = samplers.random_stride_indices(reader.num_frames, self.clip_len, self.strides, rng,
                                              temporal_jitter=self.temporal_jitter)
     clip = base.check_reader_frames(reader.read(indices), self.clip_len, where)
-    if self.short_side_sizes:
-      clip = transforms.random_short_side_resize(clip, self.short_side_sizes, rng)
-    clip = transforms.random_crop(clip, self.crop_size, rng)
-    clip = transforms.random_hflip(clip, self.flip_prob, rng)
+    if self.short_side_sizes:  # resize -> crop -> flip, frame by frame (the same values and random draws)
+      clip = transforms.random_short_side_crop(clip, self.short_side_sizes, self.crop_size, rng, self.flip_prob)
+    else:
+      clip = transforms.random_hflip(transforms.random_crop(clip, self.crop_size, rng), self.flip_prob, rng)
     clip, gt_trajs = patch_mask(np.ascontiguousarray(clip), rng, **self.patch_mask_kwargs)
     out = {"gt_trajs": gt_trajs, "gt_weights": np.ones(gt_trajs.shape[:2], np.float32)}
     if self.uint8_video:
