@@ -357,6 +357,19 @@ class BuildClip(grain.transforms.RandomMap):
 # Datasets
 
 
+def grain_worker_init(worker_index: int, worker_count: int) -> None:
+  """Runs first in every grain worker process: OpenCV on one thread.
+
+  A worker is meant to keep one core busy; OpenCV's own thread pool (as many threads as cores) splits each small
+  per-frame resize across threads that then wait for each other, which slowed the prepared-JPEG pipeline (uint8 CtP
+  clips, 1 worker) from about 44 to 28 clips/s on the project's 2-core machine (docs/benchmarks.md).
+  """
+  del worker_index, worker_count
+  import cv2
+
+  cv2.setNumThreads(1)
+
+
 def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=max(1, int(num_threads)), prefetch_buffer_size=max(1, int(prefetch)))
 
@@ -409,7 +422,8 @@ def make_train_dataset(records, builder, *, batch_size: int, seed: int, num_work
   it_ds = ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer_size))
   if num_workers > 0:
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers),
-                                                           per_worker_buffer_size=int(worker_buffer_size)))
+                                                           per_worker_buffer_size=int(worker_buffer_size)),
+                              worker_init_fn=grain_worker_init)
   return it_ds
 
 
@@ -446,7 +460,8 @@ def make_eval_dataset(records, builder, *, batch_size: int, num_workers: int = 0
   ds = ds.batch(int(batch_size), drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(read_threads, prefetch_buffer_size))
   if num_workers > 0:
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers), per_worker_buffer_size=2))
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers), per_worker_buffer_size=2),
+                              worker_init_fn=grain_worker_init)
   return it_ds
 
 

@@ -118,3 +118,29 @@ def test_ctp_demo_trains_with_device_augment(synthetic_videos, tmp_path):
   results = json.loads((workdir / "results.json").read_text())
   assert results["steps"] == 3
   assert 0.0 <= results["ctp_trajectory_iou"]["pretrained"]["mean"] <= 1.0  # evaluated from uint8 clips
+
+
+class _ThreadsBuilder:
+  """Reports the OpenCV thread count of the process that builds the example (a grain worker)."""
+
+  min_frames = 1
+
+  def build(self, reader, record, rng):
+    import cv2
+
+    return {"threads": np.int32(cv2.getNumThreads())}
+
+  __call__ = build
+
+
+def test_grain_workers_run_opencv_on_one_thread(synthetic_videos):
+  from input_pipeline import pipeline
+  from input_pipeline.annotations import VideoRecord
+
+  paths = sorted(synthetic_videos.rglob("*.mp4"))[:4]
+  records = [VideoRecord(path=str(p), label=0, name=p.stem) for p in paths]
+  it = iter(pipeline.make_train_dataset(records, _ThreadsBuilder(), batch_size=2, seed=0, num_workers=1))
+  try:
+    assert next(it)["threads"].tolist() == [1, 1]
+  finally:
+    it.close()
