@@ -6,7 +6,8 @@ Manual-download style: the videos are already on disk in `manual_dir`, laid out 
     {"video": Sequence(Image(jpeg)) [T frames at short side `short_side`], "label": int64 (0-based),
      "name": text, ("flow": Sequence(Image(jpeg)), (128, v, u) flow frames, when `with_flow`)}
 
-with splits "train" and "test", the class names in `info.metadata["class_names"]`, file format ArrayRecord. Building
+with splits "train" and "test", the class names in `info.metadata["class_names"]`, file format ArrayRecord (rewritten
+without compression after TFDS writes them: `uncompress_array_records`). Building
 and reading need no TensorFlow (tensorflow-datasets 4.9 with its vendored protos):
 
     python scripts/prepare_dataset.py --tfds ucf101 --manual_dir /data/ucf101 --data_dir ~/tensorflow_datasets

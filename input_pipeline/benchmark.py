@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
@@ -244,20 +245,22 @@ def _entry(name: str, task: str, workers: int, rates: tuple[float, float | None]
 
 
 def jpeg_per_clip_ms(source, builders: dict[str, Any], clips: int = 24, seed: int = 0) -> dict[str, float]:
-  """In-process CPU cost split (ms of CPU time) of one CtP clip from the prepared format: JPEG decoding vs each
-  builder's augmentation."""
+  """In-process CPU cost split (ms of CPU time) of one CtP clip from the prepared format: reading + parsing the
+  video's record (`source[i]`), sampling + decoding the clip's JPEGs, and each builder's augmentation."""
   from input_pipeline import pipeline
 
   rng = np.random.default_rng(seed)
-  out = {"decode": 0.0}
+  out = {"read_record": 0.0, "decode": 0.0}
   out.update({k: 0.0 for k in builders})
   b0 = next(iter(builders.values()))
   for i in range(clips):
-    rec = source[i % len(source)]
     t0 = time.process_time()
+    rec = source[i % len(source)]
+    t1 = time.process_time()
     reader = pipeline.reader_for(rec)
     clip = reader.read(samplers.random_stride_indices(reader.num_frames, b0.clip_len, CTP_STRIDES, rng))
-    out["decode"] += time.process_time() - t0
+    out["read_record"] += t1 - t0
+    out["decode"] += time.process_time() - t1
     for k, b in builders.items():
       t0 = time.process_time()
       b.augment(clip, rng)
@@ -297,6 +300,7 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
     flags.FLAGS.mark_as_parsed()
   from input_pipeline import pipeline, shards, tfds_source
 
+  pipeline.grain_worker_init(0, 1)  # OpenCV on one thread here too, as in the grain workers: one core per reader
   records = make_videos(data_dir, num_videos, num_frames, gop=gop, flow=goca)
   builder = CtPLikeBuilder(clip_len, crop)
   u8_builder = CtPUint8Builder(clip_len, crop)
@@ -306,17 +310,26 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
       "batch_size": batch_size, "seconds_per_config": seconds, "cpus": os.cpu_count(), "machine": platform.node(),
       "load_avg_1min_before": round(os.getloadavg()[0], 2), "readers": []}
   readers = result["readers"]
-  sources = {"mp4": pipeline.VideoRecordSource(records)}
-  if arrayrecord:
-    ar_dir = os.path.join(data_dir, f"arrayrecord_{num_videos}_{num_frames}f" + (f"_g{gop}" if gop else "")
-                          + ("_flow" if goca else ""))
-    if not os.path.isfile(os.path.join(ar_dir, "videos.json")):
-      shards.write_shards(records, ar_dir, num_shards=2)
-    sources["arrayrecord_mp4"] = shards.ArrayRecordVideoSource(ar_dir)
+
+  def make_sources(recs, with_flow: bool) -> dict[str, Any]:
+    """The mp4 files, their ArrayRecord shards and the prepared JPEG frames of `recs` (with their flow or not)."""
+    out = {"mp4": pipeline.VideoRecordSource(recs)}
+    if arrayrecord:
+      ar_dir = os.path.join(data_dir, f"arrayrecord_{num_videos}_{num_frames}f" + (f"_g{gop}" if gop else "")
+                            + ("_flow" if with_flow else ""))
+      if not os.path.isfile(os.path.join(ar_dir, "videos.json")):
+        shards.write_shards(recs, ar_dir, num_shards=2)
+      out["arrayrecord_mp4"] = shards.ArrayRecordVideoSource(ar_dir)
+    name, tfds_dir = prepare_jpeg(recs, data_dir, with_flow=with_flow)
+    out["jpeg"] = tfds_source.TfdsVideoSource(name, "train", data_dir=tfds_dir,
+                                              flow_key="flow" if with_flow else None)
+    return out
+
   t0 = time.perf_counter()
-  name, tfds_dir = prepare_jpeg(records, data_dir, with_flow=goca)
-  result["jpeg_prepare_s"] = round(time.perf_counter() - t0, 1)
-  sources["jpeg"] = tfds_source.TfdsVideoSource(name, "train", data_dir=tfds_dir, flow_key="flow" if goca else None)
+  # CtP reads RGB-only data (as a CtP dataset: no flow in the records); GOCA the same videos with their flow.
+  sources = make_sources([dataclasses.replace(r, flow_path=None) for r in records], with_flow=False)
+  goca_sources = make_sources(records, with_flow=True) if goca else {}
+  result["prepare_s"] = round(time.perf_counter() - t0, 1)
   result["per_clip_ms"] = {"mp4": per_clip_ms(records, builder),
                            "jpeg": jpeg_per_clip_ms(sources["jpeg"], {"augment_float32": builder,
                                                                       "augment_uint8": u8_builder})}
@@ -338,7 +351,7 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
     key = gb.view_keys("rgb")[0]
     readers.append(_entry("naive", "goca", 0, naive_clips_per_s(records, gb, seconds, with_flow=True)))
     for w in workers:
-      for kind, source in sources.items():
+      for kind, source in goca_sources.items():
         rate = pipeline_clips_per_s(source, gb, w, seconds, goca_batch_size, key=key)
         readers.append(_entry(kind, "goca", w, rate))
   ctp = [r for r in readers if r["task"] == "ctp"]
