@@ -122,13 +122,32 @@ class JpegClipReader:
       raise video_lib.VideoDecodeError(f"{self.name} ({what}): frame indices {idx.min()}..{idx.max()} outside "
                                        f"[0, {len(frames)})")
     uniq, inverse = np.unique(idx, return_inverse=True)
-    decoded = [decode_image(frames[int(i)], f"{self.name} ({what}) frame {int(i)}") for i in uniq]
-    shape = decoded[0].shape
-    for i, d in zip(uniq, decoded):
+    first = decode_image(frames[int(uniq[0])], f"{self.name} ({what}) frame {int(uniq[0])}")
+    shape = first.shape
+    out = np.empty((len(uniq),) + shape, np.uint8)  # JPEGs decode straight into it (no stacking copy)
+    out[0] = first
+    sj = _simplejpeg()
+    for j in range(1, len(uniq)):
+      i = int(uniq[j])
+      data, where = frames[i], f"{self.name} ({what}) frame {i}"
+      data = bytes(data) if not isinstance(data, bytes) else data
+      if data[:2] == _JPEG_MAGIC:
+        try:
+          h, w = sj.decode_jpeg_header(data)[:2]
+          if (h, w, 3) == shape:
+            sj.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True, buffer=out[j])
+            continue
+        except ValueError as e:
+          raise video_lib.VideoDecodeError(f"{where}: not a decodable image ({e})") from e
+      d = decode_image(data, where)  # another format, or a size mismatch: decoded apart and checked below
       if d.shape != shape:
-        raise video_lib.VideoDecodeError(f"{self.name} ({what}): frame {int(i)} is {d.shape}, frame "
+        raise video_lib.VideoDecodeError(f"{self.name} ({what}): frame {i} is {d.shape}, frame "
                                          f"{int(uniq[0])} is {shape}")
-    return np.stack(decoded, axis=0)[inverse.reshape(-1)]
+      out[j] = d
+    if len(uniq) == idx.size:  # distinct indices: `uniq` is `idx` sorted; increasing clips need no gather
+      if np.array_equal(uniq, idx):
+        return out
+    return out[inverse.reshape(-1)]
 
   def read(self, indices) -> np.ndarray:
     """uint8 [len(indices), H, W, 3] RGB frames (only these are decoded; repeats once)."""

@@ -36,14 +36,23 @@ def test_encode_decode_roundtrip_and_reader_decodes_only_asked_frames(monkeypatc
   dec = jpeg_frames.decode_image(full[3])
   assert dec.shape == (48, 64, 3) and np.abs(dec.astype(int) - frames[3]).mean() < 3
 
+  import simplejpeg
+
   decoded = []
-  real = jpeg_frames.decode_image
-  monkeypatch.setattr(jpeg_frames, "decode_image", lambda d, name="": decoded.append(name) or real(d, name))
+  real = simplejpeg.decode_jpeg
+  monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda d, **kw: decoded.append(d) or real(d, **kw))
   reader = jpeg_frames.JpegClipReader(full, name="v")
   clip = reader.read([5, 1, 5, 7])
   assert clip.shape == (4, 48, 64, 3) and np.array_equal(clip[0], clip[2])
   assert len(decoded) == 3  # frames 1, 5, 7: each distinct frame once, nothing else
   assert np.abs(clip[1].astype(int) - frames[1]).mean() < 3
+  for idx in ([1, 5, 7], [7, 5, 1], [3]):  # decoded in place, gathered only when needed: the same frames
+    np.testing.assert_array_equal(reader.read(idx), np.stack([jpeg_frames.decode_image(full[i]) for i in idx]))
+  mixed = jpeg_frames.JpegClipReader([full[0], enc[1], b"\xff\xd8broken"], name="m")
+  with pytest.raises(video_lib.VideoDecodeError, match="m \\(rgb\\): frame 1 is \\(32, 43, 3\\), frame 0 is"):
+    mixed.read([0, 1])
+  with pytest.raises(video_lib.VideoDecodeError, match="m \\(rgb\\) frame 2: not a decodable image"):
+    mixed.read([0, 2])
   with pytest.raises(video_lib.VideoDecodeError, match="v \\(rgb\\): frame indices"):
     reader.read([12])
   with pytest.raises(pipeline.BadVideoError, match="no flow frames"):
