@@ -6,6 +6,8 @@ the host more than decoding the prepared JPEG frames (docs/benchmarks.md), to th
 
     video = jitter_and_normalize(batch["video"], rng, jitter=(0.4, 0.4, 0.4, 0.1, 0.8))   # in the loss function
 
+The pretext recipes switch to it with `config.task.device_augment` (`pretext.base.PretextTask.train_loss_fn`).
+
 The ops are those of `input_pipeline.transforms.color_jitter` (torchvision ColorJitter semantics: brightness,
 contrast with the frame's mean luma, saturation with the pixel's luma, hue rotation; clamped to [0, 255] after each),
 with one set of factors per clip, applied with probability p, in the fixed order brightness, contrast, saturation,
