@@ -11,8 +11,9 @@
 - "jpeg_uint8_w{k}": the prepared format with the clip leaving the host as uint8 (decode the sampled JPEGs +
   `transforms.random_short_side_crop` + flip); colour jitter and normalisation then run in the jitted step
   (`fedvssl_jax.ops.device_augment`).
-`goca_benchmark` does the same for GOCA's RGB + flow training examples (6 views per stream). Called by
-`scripts/benchmark.py --mode=pipeline`.
+The CtP readers read RGB-only data (files, shards and prepared dataset without flow, as a CtP dataset); with `goca`
+the same readers also build GOCA's RGB + flow training examples (6 views per stream) from the videos with their flow.
+Called by `scripts/benchmark.py --mode=pipeline`.
 """
 
 from __future__ import annotations
