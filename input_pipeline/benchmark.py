@@ -192,14 +192,38 @@ def per_clip_ms(records, builder: CtPLikeBuilder, clips: int = 24, seed: int = 0
   return {"decode": round(1000 * decode / clips, 1), "augment": round(1000 * augment / clips, 1)}
 
 
+# Records the pipeline benchmark shuffles over: grain's `index_shuffle` costs about 50 / n ms per element for n
+# records (4.2 ms at the benchmark's 12 videos, 0.05 ms at 1200, 0.008 ms at Kinetics' 240k; measured 2026-12-07),
+# so a dozen videos would charge each clip a shuffle cost no real dataset (UCF-101 9.5k, HMDB-51 3.6k clips) pays.
+MIN_SHUFFLED_RECORDS = 1200
+
+
+class TiledSource:
+  """`source` listed `ceil(min_len / len(source))` times (record i is `source[i % len(source)]`): a benchmark's few
+  videos at the index count of a real dataset, so grain's shuffle costs what it costs there (`MIN_SHUFFLED_RECORDS`)."""
+
+  def __init__(self, source, min_len: int = MIN_SHUFFLED_RECORDS):
+    self._source = source
+    self._n = len(source)
+    self._len = self._n * max(1, -(-int(min_len) // self._n))
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, i: int):
+    return self._source[int(i) % self._n]
+
+
 def pipeline_clips_per_s(source, builder, num_workers: int, seconds: float, batch_size: int = 4,
                          key: str = "video") -> tuple[float, float | None]:
   """(clips per wall second, clips per CPU second of this process + its workers, or None without psutil) of
-  `make_train_dataset(source, builder, ...)` after the first batch (worker start-up excluded)."""
+  `make_train_dataset(source, builder, ...)` after the first batch (worker start-up excluded). `num_workers` 0 reads in
+  this process on one grain thread (one core); the source is tiled to `MIN_SHUFFLED_RECORDS` records."""
   from input_pipeline import pipeline
 
-  ds = pipeline.make_train_dataset(source, builder, batch_size=batch_size, seed=0, num_workers=num_workers,
-                                   worker_buffer_size=2)
+  ds = pipeline.make_train_dataset(TiledSource(pipeline.as_source(source)), builder, batch_size=batch_size, seed=0,
+                                   num_workers=num_workers, worker_buffer_size=2,
+                                   read_threads=1 if num_workers == 0 else 2)
   it = iter(ds)
   try:
     next(it)
@@ -269,7 +293,7 @@ def jpeg_per_clip_ms(source, builders: dict[str, Any], clips: int = 24, seed: in
   return {k: round(1000 * v / clips, 2) for k, v in out.items()}
 
 
-def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence[int] = (1, 2),
+def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence[int] = (0, 1, 2),
                        seconds: float = 20.0, clip_len: int = 16, crop: int = 112, num_frames: int = 100,
                        arrayrecord: bool = True, batch_size: int = 4, gop: int | None = None,
                        goca: bool = True, goca_batch_size: int = 2) -> dict[str, Any]:
@@ -278,7 +302,7 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
   Args:
     data_dir: where the benchmark videos, `arrayrecord_*/` shards and the `tfds/` prepared clips are made or reused.
     num_videos: number of 340x256 mp4 files (and as many flow videos when `goca`).
-    workers: grain worker counts to measure.
+    workers: grain worker counts to measure (0: in this process, one grain thread).
     seconds: measuring time per configuration.
     clip_len, crop: CtP clip frames and crop size (16 x 112 x 112 by default).
     num_frames: frames per video (25 fps).

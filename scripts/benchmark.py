@@ -232,7 +232,7 @@ def main(argv=None) -> int:
   p.add_argument("--data_dir", default=os.path.join(os.path.expanduser("~"), ".cache", "fedvssl_jax", "bench_videos"))
   p.add_argument("--num_videos", type=int, default=24)
   p.add_argument("--seconds", type=float, default=20.0, help="pipeline: measuring time per reader")
-  p.add_argument("--workers", default="1,2", help="pipeline: grain worker counts")
+  p.add_argument("--workers", default="0,1,2", help="pipeline: grain worker counts (0: in process, one thread)")
   p.add_argument("--no_goca", action="store_true", help="pipeline: CtP clips only (no GOCA RGB + flow examples)")
   p.add_argument("--rounds", type=int, default=5, help="federated: num-server-rounds")
   p.add_argument("--variants", default="warm,subprocess", help="federated: comma-separated warm,subprocess")

@@ -180,6 +180,25 @@ def test_tfds_source_in_the_grain_pipeline(json_dataset, tmp_path):
     tfds_source.TfdsVideoSource("no_such_ds", "train", data_dir=str(data_dir))
 
 
+def test_benchmark_tiles_a_few_videos_to_a_real_datasets_index_count(json_dataset, tmp_path):
+  """grain's shuffle costs ~50 / n ms per element over n records: the benchmark's dozen videos are listed
+  `MIN_SHUFFLED_RECORDS` times over so the shuffle costs what a real dataset pays; each record is the source's."""
+  from input_pipeline import benchmark
+
+  data_dir = tmp_path / "tfds"
+  _prepare_json(json_dataset, data_dir)
+  src = tfds_source.TfdsVideoSource("fedvssl_videos/json_small", "train[:2]", data_dir=str(data_dir))
+  tiled = benchmark.TiledSource(src, min_len=7)
+  assert len(tiled) == 8  # whole copies of the 2 records
+  for i in range(len(tiled)):
+    a, b = tiled[i], src[i % 2]
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k]
+                                        for k in a)
+  builder = benchmark.CtPUint8Builder(clip_len=4, crop=24, short_side_sizes=(28, 32))
+  clips_per_s, clips_per_cpu_s = benchmark.pipeline_clips_per_s(src, builder, 0, 0.5, batch_size=2)
+  assert clips_per_s > 0 and (clips_per_cpu_s is None or clips_per_cpu_s > 0)
+
+
 def test_ctp_demo_trains_from_tfds_prepared_data(synthetic_videos, tmp_path):
   workdir = tmp_path / "run"
   run_main("--config=configs/ctp.py:demo,tfds", f"--workdir={workdir}", *DATA_SHRINK,
