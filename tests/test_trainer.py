@@ -147,3 +147,40 @@ def test_schedules():
   assert float(s(0)) == 0.0 and abs(float(s(10)) - 1.0) < 1e-6 and abs(float(s(100)) - 0.1) < 1e-6
   with pytest.raises(ValueError, match="config.optim.schedule"):
     optim.make_schedule(ml_collections.ConfigDict(dict(lr=1.0, schedule="cosnie")), 1, 1)
+
+
+class _NoiseClips:
+  """A clip builder that ignores the video's frames: rng noise [4, 6, 6, 3] and the record's label mod 5."""
+  min_frames = 1
+
+  def build(self, reader, record, rng):
+    del reader
+    return {"video": rng.normal(size=(4, 6, 6, 3)).astype(np.float32), "label": np.int32(record["label"] % 5)}
+
+
+def test_federated_client_on_eight_devices_equals_one_device(synthetic_videos, tmp_path):
+  """A SuperNode's local trainer owning several devices: the client's batch split over 8 devices with global
+  BatchNorm statistics gives the 1-device round (same data order, same updated arrays)."""
+  from fedvssl_jax.config_utils import data_config, federated_config
+  from fedvssl_jax.federated.task_trainer import TaskLocalTrainer, TaskSpec
+
+  results = []
+  for devices in (1, 8):
+    config = ml_collections.ConfigDict(dict(
+        seed=0, mesh=[("data", devices)], batch_size=8, data=data_config("synthetic"), federated=federated_config(True),
+        optim=dict(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, grad_clip_norm=0.0, schedule="constant")))
+    config.data.update(dict(synthetic_preset="test", cache_dir=str(synthetic_videos), num_workers=0))
+    config.federated.max_steps_per_round = 2
+    trainer = TaskLocalTrainer(config, TaskSpec(make_model=TinyVideoNet, loss_fn=_loss, builder=_NoiseClips(),
+                                                batch_keys=("video", "label")))
+    assert trainer.mesh.devices.size == devices
+    init = trainer.initial_arrays()
+    results.append(trainer.train(0, init, server_round=1, local_epochs=4, workdir=str(tmp_path)))
+  one, eight = results
+  assert one.metrics["steps"] == eight.metrics["steps"] == 2
+  np.testing.assert_allclose(eight.mean_loss, one.mean_loss, rtol=1e-5)
+  assert one.arrays.keys() == eight.arrays.keys()
+  for k in one.arrays:
+    np.testing.assert_allclose(eight.arrays[k], one.arrays[k], rtol=1e-5, atol=1e-5, err_msg=k)
+  changed = {k for k in init if not np.array_equal(one.arrays[k], init[k])}
+  assert {k for k in init if "kernel" in k or "mean" in k} <= changed, sorted(changed)  # trained, BN stats updated

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
@@ -46,7 +47,25 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
   """Splits `model` (already in train mode) and places a fresh state, replicated, on `mesh`."""
   graphdef, params, rest = split_model(model)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params))
-  return graphdef, jax.device_put(state, mesh_lib.replicated(mesh))
+  return graphdef, put_replicated(state, mesh)
+
+
+def put_replicated(tree: Any, mesh: Mesh) -> Any:
+  """`jax.device_put(tree, replicated(mesh))`, also for typed PRNG key leaves (nnx.Rngs streams, e.g. a dropout
+  layer's) when the mesh spans several processes: `device_put` refuses a key array for a sharding with devices of
+  other processes, so such a leaf is placed as its uint32 key data and wrapped again (every process holds the same
+  key, as it holds the same initial weights)."""
+  sharding = mesh_lib.replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.device_put(x, sharding)
+
+  return jax.tree_util.tree_map(put, tree)
 
 
 def abstract_train_state(state: TrainState) -> TrainState:
