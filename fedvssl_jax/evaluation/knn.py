@@ -128,6 +128,7 @@ def stream_view_features(streams: Sequence[tuple[str, nnx.Module]], mesh, per_st
     `batch[key]` is float [B, V, T, H, W, 3] for every key of `streams`.
   """
   from fedvssl_jax.core import mesh as mesh_lib
+  from fedvssl_jax.core import state as state_lib
 
   if not streams:
     raise ValueError("stream_view_features: no backbones given")
@@ -150,7 +151,7 @@ def stream_view_features(streams: Sequence[tuple[str, nnx.Module]], mesh, per_st
     return jnp.stack([mean] + outs, axis=2) if per_stream else mean
 
   jitted = jax.jit(fn, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)))
-  states = jax.device_put(states, mesh_lib.replicated(mesh))
+  states = state_lib.put_replicated(states, mesh)  # also a dropout layer's key with several processes
   return lambda batch: jitted(states, batch)
 
 

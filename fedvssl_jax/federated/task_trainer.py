@@ -228,7 +228,7 @@ class TaskLocalTrainer:
     params, rest = self._states(arrays)
     state = state_lib.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, rest=rest,
                                  opt_state=tx.init(params))
-    state = jax.device_put(state, mesh_lib.replicated(self.mesh))
+    state = state_lib.put_replicated(state, self.mesh)
     key = (steps_per_epoch, steps)  # the schedule depends on both; usually one entry per client size
     if key not in self._steps:
       self._steps[key] = state_lib.make_train_step(self._graphdef, tx, self.spec.loss_fn, self.mesh)

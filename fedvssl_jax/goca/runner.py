@@ -280,7 +280,7 @@ def model_view_features(model: GOCAModel, feature: str, mesh):
     return jax.numpy.stack([s_.reshape(b, v, -1) for s_ in sets], axis=2)
 
   jitted = jax.jit(fn, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)))
-  state = jax.device_put(state, mesh_lib.replicated(mesh))
+  state = state_lib.put_replicated(state, mesh)
   return lambda batch: jitted(state, batch)
 
 

@@ -102,7 +102,7 @@ def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, 
     gd, st = nnx.split(model)
     fn = jax.jit(lambda st, v, g: trajectory_iou(nnx.merge(gd, st), v if prepare is None else prepare(v, None), g),
                  in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh), mesh_lib.batch_sharding(mesh)))
-    st = jax.device_put(st, mesh_lib.replicated(mesh))
+    st = state_lib.put_replicated(st, mesh)
     ious = []
     ds, _ = distributed.process_eval_dataset(records, builder, batch_size, num_workers=config.data.num_workers,
                                              seed=config.seed)
