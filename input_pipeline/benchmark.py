@@ -258,14 +258,17 @@ def prepare_jpeg(records, data_dir: str, with_flow: bool, short_side: int = 128)
 
 def _entry(name: str, task: str, workers: int, rates: tuple[float, float | None], note: str = "") -> dict[str, Any]:
   rate, per_cpu = rates
-  cores = max(1, workers)  # each grain worker is one busy process; in-process (0 workers) is one core
+  # Cores the reader kept busy: at least one per grain worker (in-process: one), and more when the CPU time says so
+  # (a worker's grain read threads, OpenCV and the JPEG decoder release the GIL, so one worker can use ~2 cores).
+  cores = max(1.0, float(workers), rate / per_cpu if per_cpu else 0.0)
   out = {"name": name, "task": task, "workers": workers, "clips_per_s": round(rate, 2),
-         "clips_per_s_per_core": round(rate / cores, 2),
+         "cores": round(cores, 2), "clips_per_s_per_core": round(rate / cores, 2),
          "clips_per_cpu_s": None if per_cpu is None else round(per_cpu, 2)}
   if note:
     out["note"] = note
   cpu = "" if per_cpu is None else f", {per_cpu:.2f} per CPU-second"
-  print(f"{task:5s} {name:16s} workers={workers}: {rate:8.2f} clips/s ({rate / cores:.2f} per core{cpu})", flush=True)
+  print(f"{task:5s} {name:16s} workers={workers}: {rate:8.2f} clips/s ({rate / cores:.2f} per core on {cores:.2f} "
+        f"cores{cpu})", flush=True)
   return out
 
 
@@ -313,7 +316,8 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
     goca_batch_size: GOCA pipeline batch size.
 
   Returns:
-    {"readers": [{"name", "task", "workers", "clips_per_s", "clips_per_s_per_core"}, ...],
+    {"readers": [{"name", "task", "workers", "clips_per_s", "cores" (busy cores: max(1, workers, CPU-seconds per
+     second)), "clips_per_s_per_core" (clips_per_s / cores)}, ...],
      "best_clips_per_s_per_core" (CtP), "best_reader", "mp4_clips_per_s_per_core" (CtP, today's mp4 path, best
      worker count), the same per CPU-second ("clips_per_cpu_s", "best_clips_per_cpu_s", "mp4_clips_per_cpu_s": CPU
      time of the main process + grain workers, so a machine shared with other jobs does not lower them),
