@@ -199,6 +199,17 @@ def test_benchmark_tiles_a_few_videos_to_a_real_datasets_index_count(json_datase
   assert clips_per_s > 0 and (clips_per_cpu_s is None or clips_per_cpu_s > 0)
 
 
+def test_benchmark_per_core_divides_by_the_busy_cores():
+  """A grain worker whose threads kept ~2 cores busy is not one core's rate (the old clips/s / workers was)."""
+  from input_pipeline import benchmark
+
+  one_worker_two_cores = benchmark._entry("jpeg_uint8", "ctp", 1, (200.0, 100.0))
+  assert one_worker_two_cores["cores"] == 2.0 and one_worker_two_cores["clips_per_s_per_core"] == 100.0
+  in_process = benchmark._entry("jpeg_uint8", "ctp", 0, (120.0, 125.0))  # under one core busy: counted as one
+  assert in_process["cores"] == 1.0 and in_process["clips_per_s_per_core"] == 120.0
+  assert benchmark._entry("mp4", "ctp", 2, (8.0, None))["clips_per_s_per_core"] == 4.0  # without psutil
+
+
 def test_ctp_demo_trains_from_tfds_prepared_data(synthetic_videos, tmp_path):
   workdir = tmp_path / "run"
   run_main("--config=configs/ctp.py:demo,tfds", f"--workdir={workdir}", *DATA_SHRINK,
