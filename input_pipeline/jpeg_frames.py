@@ -63,15 +63,21 @@ def encode_frames(frames: np.ndarray, short_side: int | None = 128, quality: int
   return out
 
 
-def decode_image(data: bytes, name: str = "<frame>") -> np.ndarray:
+def decode_image(data: bytes, name: str = "<frame>", out: np.ndarray | None = None) -> np.ndarray:
   """Encoded image bytes -> uint8 RGB [H, W, 3]; JPEG via simplejpeg (libjpeg-turbo), anything else via OpenCV.
 
-  Raises `video.VideoDecodeError` naming `name` when the bytes do not decode.
+  With `out` (uint8 [H, W, 3]), a JPEG of that size is decoded straight into it and `out` is returned; any other image
+  is returned as a new array (the caller checks its shape). Raises `video.VideoDecodeError` naming `name` when the
+  bytes do not decode.
   """
   data = bytes(data) if not isinstance(data, bytes) else data
   try:
     if data[:2] == _JPEG_MAGIC:
-      return _simplejpeg().decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True)
+      sj = _simplejpeg()
+      if out is not None and tuple(sj.decode_jpeg_header(data)[:2]) + (3,) == out.shape:
+        sj.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True, buffer=out)
+        return out
+      return sj.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   except ValueError as e:
     raise video_lib.VideoDecodeError(f"{name}: not a decodable image ({e})") from e
@@ -123,31 +129,18 @@ class JpegClipReader:
                                        f"[0, {len(frames)})")
     uniq, inverse = np.unique(idx, return_inverse=True)
     first = decode_image(frames[int(uniq[0])], f"{self.name} ({what}) frame {int(uniq[0])}")
-    shape = first.shape
-    out = np.empty((len(uniq),) + shape, np.uint8)  # JPEGs decode straight into it (no stacking copy)
+    out = np.empty((len(uniq),) + first.shape, np.uint8)  # JPEGs decode straight into it (no stacking copy)
     out[0] = first
-    sj = _simplejpeg()
     for j in range(1, len(uniq)):
-      i = int(uniq[j])
-      data, where = frames[i], f"{self.name} ({what}) frame {i}"
-      data = bytes(data) if not isinstance(data, bytes) else data
-      if data[:2] == _JPEG_MAGIC:
-        try:
-          h, w = sj.decode_jpeg_header(data)[:2]
-          if (h, w, 3) == shape:
-            sj.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True, buffer=out[j])
-            continue
-        except ValueError as e:
-          raise video_lib.VideoDecodeError(f"{where}: not a decodable image ({e})") from e
-      d = decode_image(data, where)  # another format, or a size mismatch: decoded apart and checked below
-      if d.shape != shape:
-        raise video_lib.VideoDecodeError(f"{self.name} ({what}): frame {i} is {d.shape}, frame "
-                                         f"{int(uniq[0])} is {shape}")
-      out[j] = d
-    if len(uniq) == idx.size:  # distinct indices: `uniq` is `idx` sorted; increasing clips need no gather
-      if np.array_equal(uniq, idx):
-        return out
-    return out[inverse.reshape(-1)]
+      i, buf = int(uniq[j]), out[j]
+      d = decode_image(frames[i], f"{self.name} ({what}) frame {i}", out=buf)
+      if d is not buf:  # another format or another size: decoded apart
+        if d.shape != first.shape:
+          raise video_lib.VideoDecodeError(f"{self.name} ({what}): frame {i} is {d.shape}, frame "
+                                           f"{int(uniq[0])} is {first.shape}")
+        buf[...] = d
+    # Distinct increasing indices (the usual clip): `uniq` is `idx`, no gather copy.
+    return out if np.array_equal(uniq, idx) else out[inverse.reshape(-1)]
 
   def read(self, indices) -> np.ndarray:
     """uint8 [len(indices), H, W, 3] RGB frames (only these are decoded; repeats once)."""
