@@ -193,7 +193,7 @@ def per_clip_ms(records, builder: CtPLikeBuilder, clips: int = 24, seed: int = 0
 
 
 # Records the pipeline benchmark shuffles over: grain's `index_shuffle` costs about 50 / n ms per element for n
-# records (4.2 ms at the benchmark's 12 videos, 0.05 ms at 1200, 0.008 ms at Kinetics' 240k; measured 2026-12-07),
+# records (`shuffle_ms_per_element`: 3.4 ms at the benchmark's 12 videos, 0.05 at 1200, 0.008 at Kinetics' 240k),
 # so a dozen videos would charge each clip a shuffle cost no real dataset (UCF-101 9.5k, HMDB-51 3.6k clips) pays.
 MIN_SHUFFLED_RECORDS = 1200
 
@@ -212,6 +212,19 @@ class TiledSource:
 
   def __getitem__(self, i: int):
     return self._source[int(i) % self._n]
+
+
+def shuffle_ms_per_element(sizes: Sequence[int] = (12, 300, 1200, 240_000), calls: int = 300) -> dict[str, float]:
+  """CPU ms of grain's `index_shuffle` (what `MapDataset.shuffle` computes per element) over n records, per n."""
+  from grain._src.python.experimental.index_shuffle.python import index_shuffle_module
+
+  out = {}
+  for n in sizes:
+    t0 = time.process_time()
+    for i in range(calls):
+      index_shuffle_module.index_shuffle(i % n, max_index=n - 1, seed=5, rounds=4)
+    out[str(n)] = round(1000 * (time.process_time() - t0) / calls, 4)
+  return out
 
 
 def pipeline_clips_per_s(source, builder, num_workers: int, seconds: float, batch_size: int = 4,
@@ -274,12 +287,15 @@ def _entry(name: str, task: str, workers: int, rates: tuple[float, float | None]
 
 def jpeg_per_clip_ms(source, builders: dict[str, Any], clips: int = 24, seed: int = 0) -> dict[str, float]:
   """In-process CPU cost split (ms of CPU time) of one CtP clip from the prepared format: reading + parsing the
-  video's record (`source[i]`), sampling + decoding the clip's JPEGs, and each builder's augmentation."""
+  video's record (`source[i]`), sampling + decoding the clip's JPEGs, each builder's augmentation, and CtP's PatchMask
+  on the uint8 builder's clip (`ctp_patch_mask`; needs a builder with uint8 output)."""
+  from fedvssl_jax.pretext.ctp_patch_mask import patch_mask
   from input_pipeline import pipeline
 
   rng = np.random.default_rng(seed)
   out = {"read_record": 0.0, "decode": 0.0}
   out.update({k: 0.0 for k in builders})
+  out["ctp_patch_mask"] = 0.0
   b0 = next(iter(builders.values()))
   for i in range(clips):
     t0 = time.process_time()
@@ -291,8 +307,14 @@ def jpeg_per_clip_ms(source, builders: dict[str, Any], clips: int = 24, seed: in
     out["decode"] += time.process_time() - t1
     for k, b in builders.items():
       t0 = time.process_time()
-      b.augment(clip, rng)
+      augmented = b.augment(clip, rng)
       out[k] += time.process_time() - t0
+      if augmented.dtype == np.uint8:
+        uint8_clip = augmented
+    # CtP's PatchMask (defaults), the CtP pretext's host step on the uint8 crop; not part of the timed readers' clips.
+    t0 = time.process_time()
+    patch_mask(np.ascontiguousarray(uint8_clip), rng)
+    out["ctp_patch_mask"] += time.process_time() - t0
   return {k: round(1000 * v / clips, 2) for k, v in out.items()}
 
 
@@ -321,7 +343,8 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
      "best_clips_per_s_per_core" (CtP), "best_reader", "mp4_clips_per_s_per_core" (CtP, today's mp4 path, best
      worker count), the same per CPU-second ("clips_per_cpu_s", "best_clips_per_cpu_s", "mp4_clips_per_cpu_s": CPU
      time of the main process + grain workers, so a machine shared with other jobs does not lower them),
-     "per_clip_ms" (CPU ms), the settings and the load average before / after}. A GOCA "clip" is one example.
+     "per_clip_ms" (CPU ms), "shuffle_ms_per_element" (grain's shuffle, CPU ms, by record count), the settings and
+     the load average before / after}. A GOCA "clip" is one example.
   """
   from absl import flags
 
@@ -359,6 +382,7 @@ def pipeline_benchmark(data_dir: str, *, num_videos: int = 24, workers: Sequence
   sources = make_sources([dataclasses.replace(r, flow_path=None) for r in records], with_flow=False)
   goca_sources = make_sources(records, with_flow=True) if goca else {}
   result["prepare_s"] = round(time.perf_counter() - t0, 1)
+  result["shuffle_ms_per_element"] = shuffle_ms_per_element()  # by record count; see MIN_SHUFFLED_RECORDS
   result["per_clip_ms"] = {"mp4": per_clip_ms(records, builder),
                            "jpeg": jpeg_per_clip_ms(sources["jpeg"], {"augment_float32": builder,
                                                                       "augment_uint8": u8_builder})}

@@ -197,6 +197,9 @@ def test_benchmark_tiles_a_few_videos_to_a_real_datasets_index_count(json_datase
   builder = benchmark.CtPUint8Builder(clip_len=4, crop=24, short_side_sizes=(28, 32))
   clips_per_s, clips_per_cpu_s = benchmark.pipeline_clips_per_s(src, builder, 0, 0.5, batch_size=2)
   assert clips_per_s > 0 and (clips_per_cpu_s is None or clips_per_cpu_s > 0)
+  costs = benchmark.jpeg_per_clip_ms(src, {"augment_uint8": builder}, clips=2)
+  assert set(costs) == {"read_record", "decode", "augment_uint8", "ctp_patch_mask"}  # PatchMask on the uint8 clip
+  assert set(benchmark.shuffle_ms_per_element(sizes=(12, 240_000), calls=5)) == {"12", "240000"}
 
 
 def test_benchmark_per_core_divides_by_the_busy_cores():
