@@ -97,25 +97,34 @@ def evaluate_trajectory_iou(config: ml_collections.ConfigDict, graphdef, state, 
   batch_size = int(config.trajectory_iou.batch_size)
   mesh_lib.check_batch_size(batch_size, mesh, what="config.trajectory_iou.batch_size")
 
-  def run(model):
+  # Both models in one pass over the clips, decoded once. (One jitted function per model: an NNX GraphDef holds lists,
+  # so it cannot be a static, hashed argument.)
+  def iou_fn(gd):
+    return jax.jit(lambda st, v, g: trajectory_iou(nnx.merge(gd, st), v if prepare is None else prepare(v, None), g),
+                   in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh),
+                                 mesh_lib.batch_sharding(mesh)))
+
+  models = {"pretrained": state_lib.merge_model(graphdef, distributed.to_host(state)),
+            "random_init": task.make_model(task_model_config(config), rngs=nnx.Rngs(config.seed))}
+  split = {}
+  for name, model in models.items():
     model.eval()
     gd, st = nnx.split(model)
-    fn = jax.jit(lambda st, v, g: trajectory_iou(nnx.merge(gd, st), v if prepare is None else prepare(v, None), g),
-                 in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh), mesh_lib.batch_sharding(mesh)))
-    st = state_lib.put_replicated(st, mesh)
-    ious = []
-    ds, _ = distributed.process_eval_dataset(records, builder, batch_size, num_workers=config.data.num_workers,
-                                             seed=config.seed)
-    for batch in ds:
-      b = mesh_lib.put_batch({"video": batch["video"], "gt_trajs": batch["gt_trajs"]}, mesh)
+    split[name] = iou_fn(gd), state_lib.put_replicated(st, mesh)
+  ious = {name: [] for name in models}
+  ds, _ = distributed.process_eval_dataset(records, builder, batch_size, num_workers=config.data.num_workers,
+                                           seed=config.seed)
+  for batch in ds:
+    b = mesh_lib.put_batch({"video": batch["video"], "gt_trajs": batch["gt_trajs"]}, mesh)
+    valid = distributed.allgather_rows(np.asarray(batch["valid"], bool))
+    for name, (fn, st) in split.items():
       iou = np.asarray(distributed.to_host(fn(st, b["video"], b["gt_trajs"])))  # [B, N, T], all processes' rows
-      ious.append(iou[distributed.allgather_rows(np.asarray(batch["valid"], bool))])
-    iou = np.concatenate(ious)  # [clips, N, T]
-    return {"mean": float(iou.mean()), "per_frame": [float(v) for v in iou.mean(axis=(0, 1))]}, int(len(iou))
-
-  pretrained, n = run(state_lib.merge_model(graphdef, distributed.to_host(state)))
-  random_init, _ = run(task.make_model(task_model_config(config), rngs=nnx.Rngs(config.seed)))
-  return {"pretrained": pretrained, "random_init": random_init, "num_clips": n}
+      ious[name].append(iou[valid])
+  out = {}
+  for name, rows in ious.items():
+    iou = np.concatenate(rows)  # [clips, N, T]
+    out[name] = {"mean": float(iou.mean()), "per_frame": [float(v) for v in iou.mean(axis=(0, 1))]}
+  return {**out, "num_clips": int(len(iou))}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
