@@ -31,6 +31,9 @@ def main(argv=None) -> int:
                                           backbone_prefix=args.backbone_prefix)
   torch_names.save_state_dict_file(state, args.out)
   print(f"exported {len(state)} tensors of {arch} ({convention} names) from {args.checkpoint} -> {args.out}")
+  if meta["backbone_kwargs"].get("residual_frames"):
+    print(f"note: {args.checkpoint} was trained on residual frames (model.json backbone_kwargs.residual_frames): feed "
+          "the PyTorch model x[:, :, 1:] - x[:, :, :-1] of the normalised NCTHW clip, not the clip", file=sys.stderr)
   return 0
 
 

@@ -236,3 +236,19 @@ def test_max_pool_and_conv_padding_are_pytorch_style():
   # PyTorch pads 3 on both sides: output 0 sees inputs 0..3 (4x4 ones), output 3 sees 3..7 (5x5); XLA 'SAME'
   # would pad (2, 3) and give 25 at (0, 0).
   assert out[0, 0] == 16 and out[-1, -1] == 25
+
+
+def test_residual_frames_feed_the_stem_frame_differences():
+  """`residual_frames=True`: the backbone equals the plain one (same weights) on x[:, 1:] - x[:, :-1], so a static
+  background or a global brightness offset does not change its output; a 1-frame clip is a one-line error."""
+  kw = dict(width_multiplier=0.125, output="pooled")
+  plain = build_backbone("r3d_18", rngs=nnx.Rngs(3), **kw)
+  residual = build_backbone("r3d_18", rngs=nnx.Rngs(3), residual_frames=True, **kw)
+  plain.eval(), residual.eval()
+  x = jax.random.normal(jax.random.key(0), (2, 5, 32, 32, 3))
+  np.testing.assert_allclose(np.asarray(residual(x)), np.asarray(plain(x[:, 1:] - x[:, :-1])), rtol=1e-5, atol=1e-6)
+  background = jax.random.normal(jax.random.key(1), (2, 1, 32, 32, 3))  # the same in every frame
+  np.testing.assert_allclose(np.asarray(residual(x + background)), np.asarray(residual(x)), rtol=1e-4, atol=1e-5)
+  assert not np.allclose(np.asarray(plain(x + background)), np.asarray(plain(x)), atol=1e-3)
+  with pytest.raises(ValueError, match="residual_frames=True.*>= 2 frames"):
+    residual(x[:, :1])

@@ -164,6 +164,10 @@ class VideoResNet(nnx.Module):
     bn_epsilon, bn_momentum: BatchNorm settings (momentum in Flax convention).
     output: "pooled" -> float32 [N, feature_dim]; "feature_map" -> [N, T', H', W', out_channels] in the compute dtype.
     pool_size: None (global mean) or (oT, oH, oW) adaptive average pool flattened in (C, T, H, W) order.
+    residual_frames: feed the stem the differences of consecutive input frames, x[:, t + 1] - x[:, t] (T - 1 frames
+      from a T-frame clip), instead of the frames: the "residual frames" input of Tao, Wang & Yamasaki, "Rethinking
+      motion representation: residual frames with 3D ConvNets" (2020). A static background cancels out, so the
+      network sees what moves. Stored with an exported backbone (its model.json), so every later use feeds it alike.
     dtype: compute dtype (None = float32); param_dtype: parameter dtype.
     rngs: init randomness.
 
@@ -176,8 +180,8 @@ class VideoResNet(nnx.Module):
                spatial_downsample: Sequence[bool] = (False, True, True, True),
                temporal_downsample: Optional[Sequence[bool]] = None,
                bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, output: str = "pooled",
-               pool_size: Optional[Sequence[int]] = None, dtype: Any = None, param_dtype: Any = jnp.float32,
-               rngs: nnx.Rngs):
+               pool_size: Optional[Sequence[int]] = None, residual_frames: bool = False, dtype: Any = None,
+               param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if conv_type not in ("3d", "2plus1d"):
       raise ValueError(f"conv_type must be '3d' or '2plus1d', got {conv_type!r}")
     if midplanes_rule not in ("torchvision", "ctp"):
@@ -191,6 +195,7 @@ class VideoResNet(nnx.Module):
     self.in_channels = int(in_channels)
     self.output = output
     self.pool_size = None if pool_size is None else layers.triple(pool_size)
+    self.residual_frames = bool(residual_frames)
     self.dtype = layers.canonical_dtype(dtype)
     f = _BNFactory(float(bn_epsilon), float(bn_momentum), self.dtype, layers.canonical_dtype(param_dtype), rngs)
 
@@ -223,6 +228,11 @@ class VideoResNet(nnx.Module):
   def features(self, x: jax.Array) -> jax.Array:
     """Last-stage feature map [N, T', H', W', out_channels] (compute dtype) for NTHWC input x."""
     layers.check_input(x, self.in_channels, type(self).__name__)
+    if self.residual_frames:
+      if x.shape[1] < 2:
+        raise ValueError(f"{type(self).__name__}(residual_frames=True) needs clips of >= 2 frames, got shape "
+                         f"{tuple(x.shape)}")
+      x = x[:, 1:] - x[:, :-1]
     if self.dtype is not None:
       x = x.astype(self.dtype)
     x = self.stem(x)
