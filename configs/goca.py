@@ -61,6 +61,7 @@ def get_config(arg=None):
       prototype_steps=50000,      # optimisation steps when making them
       learn_prototypes=False,     # fixed, as GOCA; True trains them with the separation loss
       separation_weight=1.0,
+      rgb_residual_frames=False,  # True: the RGB backbone sees x[t+1] - x[t] (residual frames; docs/goca.md)
   ))
   # Temporal multi-crop (launch script): 2 x 32 + 4 x 16 frames at stride 2, starts >= 16 frames apart; short side
   # U[128,160], crop 112, flip 0.5, colour jitter (0.4, 0.4, 0.2, 0.1) with p 0.8, grayscale p 0.2.

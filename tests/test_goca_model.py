@@ -261,3 +261,30 @@ def test_goca_config_bn_epsilon_is_pytorch_default(arch):
   model = nnx.eval_shape(lambda: goca_trainer.build_model(config, nnx.Rngs(0), prototypes=protos))
   eps = {m.epsilon for _, m in nnx.iter_graph(model.backbone) if isinstance(m, layers.BatchNorm)}
   assert eps == {1e-5}
+
+
+def test_rgb_residual_frames_apply_to_the_rgb_stream_only(tmp_path):
+  """`config.model.rgb_residual_frames`: the RGB backbone sees frame differences (a static image added to every frame
+  leaves its features unchanged), the flow backbone sees its input; the exported RGB backbone's model.json says so,
+  so a later kNN / fine-tuning run rebuilds the same input."""
+  import ml_collections
+
+  from fedvssl_jax.goca import runner as goca_runner
+  from fedvssl_jax.models import export
+
+  config = ml_collections.ConfigDict(dict(model=dict(
+      arch=ARCH, backbone_kwargs=dict(BACKBONE), rgb_residual_frames=True, **SMALL, share_head=True,
+      learn_prototypes=False), goca=dict(modality="rgb_flow", merge="prior")))
+  model = goca_runner.build_model(config, _rngs(0), prototypes=_fixed_prototypes())
+  model.eval()
+  assert model.backbone.rgb.residual_frames and not model.backbone.flow.residual_frames
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 4, 16, 16, 3)), jnp.float32)
+  static = jnp.asarray(rng.normal(size=(2, 1, 16, 16, 3)), jnp.float32)
+  np.testing.assert_allclose(model.backbone.rgb(x + static), model.backbone.rgb(x), rtol=1e-4, atol=1e-5)
+  assert not np.allclose(model.backbone.flow(x + static), model.backbone.flow(x), atol=1e-3)
+  paths = goca_runner.export_backbones(config, str(tmp_path), model)
+  assert export.read_meta(paths["rgb"])["backbone_kwargs"]["residual_frames"] is True
+  assert "residual_frames" not in export.read_meta(paths["flow"])["backbone_kwargs"]
+  with pytest.raises(ValueError, match="stream_kwargs keys"):
+    GOCAModel(ARCH, BACKBONE, rngs=_rngs(0), stream_kwargs={"depth": {}}, **SMALL)

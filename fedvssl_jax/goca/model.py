@@ -94,7 +94,8 @@ class GOCAModel(nnx.Module):
   Args:
     arch: backbone name (`r2plus1d_18` or `s3d`; any registered backbone works).
     backbone_kwargs: kwargs for `fedvssl_jax.models.build_backbone` (e.g. `pool_size=(1, 2, 2)` for GOCA's 2048-d
-      R(2+1)D-18 feature, `width_multiplier` in tests). Both backbones get the same kwargs.
+      R(2+1)D-18 feature, `width_multiplier` in tests). Both backbones get the same kwargs, updated per stream by
+      `stream_kwargs`.
     num_prototypes: K (1000).
     embed_dim: projection output size d (128).
     hidden_dim: projection hidden size (2048).
@@ -109,6 +110,8 @@ class GOCAModel(nnx.Module):
       shared head: head((h_rgb + h_flow) / 2); separate heads: (head_rgb(h_rgb) + head_flow(h_flow)) / 2, then
       normalised). Two streams only.
     bn_momentum, bn_epsilon: the head's BatchNorm settings.
+    stream_kwargs: {stream: kwargs} updating `backbone_kwargs` for that stream's backbone only (e.g.
+      {"rgb": {"residual_frames": True}}); the architecture's weights keep the same shapes.
     rngs: init randomness.
   """
 
@@ -116,7 +119,8 @@ class GOCAModel(nnx.Module):
                embed_dim: int = 128, hidden_dim: int = 2048, share_head: bool = True,
                prototypes: Optional[Any] = None, learn_prototypes: bool = False, *,
                streams: Sequence[str] = STREAMS, merge: str = "prior", bn_momentum: float = 0.9,
-               bn_epsilon: float = 1e-5, rngs: nnx.Rngs):
+               bn_epsilon: float = 1e-5, stream_kwargs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+               rngs: nnx.Rngs):
     kwargs = dict(backbone_kwargs or {})
     streams = tuple(streams)
     if not streams or len(set(streams)) != len(streams) or any(st not in STREAMS for st in streams):
@@ -138,7 +142,11 @@ class GOCAModel(nnx.Module):
     self.learn_prototypes = bool(learn_prototypes)
     self.streams = streams
     self.merge = merge
-    self.backbone = TwoStream(**{st: build_backbone(arch, rngs=rngs, **kwargs) for st in streams})
+    stream_kwargs = dict(stream_kwargs or {})
+    if set(stream_kwargs) - set(STREAMS):
+      raise ValueError(f"GOCAModel: stream_kwargs keys must be in {STREAMS}, got {sorted(stream_kwargs)}")
+    self.backbone = TwoStream(**{st: build_backbone(arch, rngs=rngs, **{**kwargs, **stream_kwargs.get(st, {})})
+                                 for st in streams})
     self.feature_dim = int(getattr(self.backbone, streams[0]).feature_dim)
 
     def head():

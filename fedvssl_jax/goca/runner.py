@@ -98,7 +98,15 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs, prototypes: n
     prototypes = load_or_make_prototypes(config)
   return GOCAModel(m.arch, m.backbone_kwargs.to_dict(), m.num_prototypes, m.embed_dim, m.hidden_dim, m.share_head,
                    prototypes=prototypes, learn_prototypes=m.learn_prototypes, streams=model_streams(config),
-                   merge=config.goca.get("merge", "prior"), rngs=rngs)
+                   merge=config.goca.get("merge", "prior"), stream_kwargs=stream_backbone_kwargs(config), rngs=rngs)
+
+
+def stream_backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  """Per-stream updates of `config.model.backbone_kwargs`: `config.model.rgb_residual_frames` gives the RGB
+  backbone residual frames (the differences of consecutive frames, `VideoResNet(residual_frames=True)`)."""
+  if config.model.get("rgb_residual_frames", False):
+    return {"rgb": {"residual_frames": True}}
+  return {}
 
 
 MODALITIES = {"rgb_flow": ("rgb", "flow"), "rgb": ("rgb",), "flow": ("flow",)}
@@ -232,11 +240,13 @@ def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOC
   """Writes the backbones as exported checkpoints: {"rgb": <workdir>/export/backbone, "flow": .../flow_backbone}
   (a single-stream model: its one entry)."""
   kwargs = {k: v for k, v in config.model.backbone_kwargs.to_dict().items() if k != "output"}
+  per_stream = stream_backbone_kwargs(config)
   out = {}
   for stream in model.streams:
     name = "backbone" if stream == "rgb" else "flow_backbone"
     path = os.path.join(workdir, "export", name)
-    export.save_backbone(path, config.model.arch, kwargs, state_lib.module_weights(getattr(model.backbone, stream)))
+    export.save_backbone(path, config.model.arch, {**kwargs, **per_stream.get(stream, {})},
+                         state_lib.module_weights(getattr(model.backbone, stream)))
     out[stream] = path
   return out
 
