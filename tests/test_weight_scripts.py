@@ -57,7 +57,7 @@ def tiny_export(tmp_path_factory):
   return tmp, ckpt, flat, fc, state
 
 
-def test_import_export_round_trip_is_exact(tiny_export):
+def test_import_export_round_trip_is_exact(tiny_export, capsys):
   tmp, ckpt, flat, fc, state = tiny_export
   meta = json.loads((ckpt / "model.json").read_text())
   assert meta["arch"] == "r2plus1d_18" and meta["backbone_kwargs"] == TINY and meta["fc"]["num_classes"] == 5
@@ -70,6 +70,15 @@ def test_import_export_round_trip_is_exact(tiny_export):
   _script("export_torch_weights").main(["--checkpoint", str(ckpt), "--out", str(out)])
   back = torch_names.load_state_dict_file(str(out))
   _assert_flat_equal(back, state)  # includes num_batches_tracked == 0 and fc.weight / fc.bias
+  assert "residual frames" not in capsys.readouterr().err
+  # A backbone trained on residual frames exports the same weights, with a note that PyTorch must feed differences.
+  meta["backbone_kwargs"]["residual_frames"] = True
+  (ckpt / "model.json").write_text(json.dumps(meta))
+  _script("export_torch_weights").main(["--checkpoint", str(ckpt), "--out", str(tmp / "res.safetensors")])
+  assert "trained on residual frames" in capsys.readouterr().err
+  _assert_flat_equal(torch_names.load_state_dict_file(str(tmp / "res.safetensors")), state)
+  meta["backbone_kwargs"].pop("residual_frames")
+  (ckpt / "model.json").write_text(json.dumps(meta))
 
   ckpt2 = tmp / "ckpt2"
   _script("import_torch_weights").main(["--arch", "r2plus1d_18", "--src", str(out), "--out", str(ckpt2),
