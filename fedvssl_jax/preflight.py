@@ -54,6 +54,10 @@ def check_workdir(workdir: str) -> None:
       raise ConfigError(f"{path} is a file, not a checkpoint folder; move it away or choose another --workdir")
 
 
+# Backbones that take `residual_frames` (models/resnet3d.py VideoResNet).
+RESIDUAL_FRAME_ARCHS = ("r3d_18", "r2plus1d_18", "r2plus1d_18_ctp")
+
+
 def _check_model_and_data(config: ml_collections.ConfigDict) -> None:
   from fedvssl_jax import datasets
   from fedvssl_jax.models import BACKBONES
@@ -62,6 +66,12 @@ def _check_model_and_data(config: ml_collections.ConfigDict) -> None:
     _choice(config.data.source, datasets.DATA_SOURCES.names(), "data.source")
   if "model" in config and "arch" in config.model:
     _choice(config.model.arch, BACKBONES.names(), "model.arch")
+    model = config.model
+    for key, on in (("model.backbone_kwargs.residual_frames", model.get("backbone_kwargs", {}).get("residual_frames")),
+                    ("model.rgb_residual_frames", model.get("rgb_residual_frames"))):
+      if on and model.arch not in RESIDUAL_FRAME_ARCHS:
+        raise ConfigError(f"config.{key}=True: residual frames are an input of the ResNet backbones "
+                          f"({', '.join(RESIDUAL_FRAME_ARCHS)}); config.model.arch is {model.arch!r}")
 
 
 def _check_task(config: ml_collections.ConfigDict) -> None:

@@ -60,6 +60,10 @@ def a_file(tmp_path_factory):
     ((FED, "--config.federated.min_train_nodes=5"), ("config.federated.min_train_nodes=5", "num_clients")),
     ((FED, "--config.federated.partitions.dir=/nonexistent/partitions"),
      ("config.federated.partitions.dir", "/nonexistent/partitions")),
+    (("--config=configs/goca.py:demo", "--config.model.arch=s3d", "--config.model.rgb_residual_frames=True"),
+     ("config.model.rgb_residual_frames=True", "'s3d'")),
+    (("--config=configs/supervised.py:demo", "--config.model.arch=s3d"),
+     ("config.model.backbone_kwargs.residual_frames=True", "'s3d'")),
 ])
 def test_config_mistakes_are_one_line(tmp_path, args, needles):
   assert_one_error_line(run_cli(*args, f"--workdir={tmp_path / 'w'}"), *needles)
