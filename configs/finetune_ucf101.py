@@ -59,11 +59,6 @@ def finetune_config(dataset: str, arg: ml_collections.ConfigDict) -> ml_collecti
   config.compare_scratch = bool(arg.demo if arg.compare_scratch < 0 else arg.compare_scratch)
   if arg.demo:
     config.num_epochs = 4  # 72 steps per run: the demo trains two inits (pretrained and scratch) one after the other
-    # The CtP demo's backbone was trained on frames: the supervised demo's residual-frame input and its higher lr are
-    # not for it (the fine-tuning table in the README was measured with these).
-    config.model.backbone_kwargs.residual_frames = False
-    config.train.clip_len = config.test.clip_len = 8
-    config.optim.lr = 0.001
   if not arg.demo:
     # CtP's fine-tuning augmentation (its recognizer configs): (w, h) scales (149,112)/(171,128)/(192,144), flip
     # 0.35, brightness +-32 / contrast x exp(U(+-0.2)) / HSV (hue +-12, saturation x exp(U(+-0.1))) each with p 0.2;
