@@ -54,13 +54,9 @@ def check_workdir(workdir: str) -> None:
       raise ConfigError(f"{path} is a file, not a checkpoint folder; move it away or choose another --workdir")
 
 
-# Backbones that take `residual_frames` (models/resnet3d.py VideoResNet).
-RESIDUAL_FRAME_ARCHS = ("r3d_18", "r2plus1d_18", "r2plus1d_18_ctp")
-
-
 def _check_model_and_data(config: ml_collections.ConfigDict) -> None:
   from fedvssl_jax import datasets
-  from fedvssl_jax.models import BACKBONES
+  from fedvssl_jax.models import BACKBONES, RESIDUAL_FRAME_BACKBONES
 
   if "data" in config and "source" in config.data:
     _choice(config.data.source, datasets.DATA_SOURCES.names(), "data.source")
@@ -69,9 +65,9 @@ def _check_model_and_data(config: ml_collections.ConfigDict) -> None:
     model = config.model
     for key, on in (("model.backbone_kwargs.residual_frames", model.get("backbone_kwargs", {}).get("residual_frames")),
                     ("model.rgb_residual_frames", model.get("rgb_residual_frames"))):
-      if on and model.arch not in RESIDUAL_FRAME_ARCHS:
+      if on and model.arch not in RESIDUAL_FRAME_BACKBONES:
         raise ConfigError(f"config.{key}=True: residual frames are an input of the ResNet backbones "
-                          f"({', '.join(RESIDUAL_FRAME_ARCHS)}); config.model.arch is {model.arch!r}")
+                          f"({', '.join(RESIDUAL_FRAME_BACKBONES)}); config.model.arch is {model.arch!r}")
 
 
 def _check_task(config: ml_collections.ConfigDict) -> None:

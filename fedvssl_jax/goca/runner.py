@@ -102,11 +102,14 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs, prototypes: n
 
 
 def stream_backbone_kwargs(config: ml_collections.ConfigDict) -> dict[str, dict]:
-  """Per-stream updates of `config.model.backbone_kwargs`: `config.model.rgb_residual_frames` gives the RGB
-  backbone residual frames (the differences of consecutive frames, `VideoResNet(residual_frames=True)`)."""
-  if config.model.get("rgb_residual_frames", False):
-    return {"rgb": {"residual_frames": True}}
-  return {}
+  """{stream: that stream's backbone kwargs}: `config.model.backbone_kwargs`, and for RGB `residual_frames=True` when
+  `config.model.rgb_residual_frames` (the differences of consecutive frames, `VideoResNet(residual_frames=True)`).
+  The model is built and its backbones exported with these."""
+  kwargs = config.model.backbone_kwargs.to_dict()
+  out = {stream: dict(kwargs) for stream in model_streams(config)}
+  if config.model.get("rgb_residual_frames", False) and "rgb" in out:
+    out["rgb"]["residual_frames"] = True
+  return out
 
 
 MODALITIES = {"rgb_flow": ("rgb", "flow"), "rgb": ("rgb",), "flow": ("flow",)}
@@ -239,14 +242,13 @@ def knn_two_stream(rgb: nnx.Module, flow: nnx.Module, config, splits, mesh, desc
 def export_backbones(config: ml_collections.ConfigDict, workdir: str, model: GOCAModel) -> dict[str, str]:
   """Writes the backbones as exported checkpoints: {"rgb": <workdir>/export/backbone, "flow": .../flow_backbone}
   (a single-stream model: its one entry)."""
-  kwargs = {k: v for k, v in config.model.backbone_kwargs.to_dict().items() if k != "output"}
   per_stream = stream_backbone_kwargs(config)
   out = {}
   for stream in model.streams:
     name = "backbone" if stream == "rgb" else "flow_backbone"
     path = os.path.join(workdir, "export", name)
-    export.save_backbone(path, config.model.arch, {**kwargs, **per_stream.get(stream, {})},
-                         state_lib.module_weights(getattr(model.backbone, stream)))
+    kwargs = {k: v for k, v in per_stream[stream].items() if k != "output"}
+    export.save_backbone(path, config.model.arch, kwargs, state_lib.module_weights(getattr(model.backbone, stream)))
     out[stream] = path
   return out
 

@@ -21,6 +21,8 @@ BACKBONES.register("r3d_18")(resnet3d.r3d_18)
 BACKBONES.register("r2plus1d_18")(resnet3d.r2plus1d_18)
 BACKBONES.register("r2plus1d_18_ctp")(resnet3d.r2plus1d_18_ctp)
 BACKBONES.register("s3d")(s3d.s3d)
+# The backbones that take `residual_frames` (resnet3d.VideoResNet; S3D does not).
+RESIDUAL_FRAME_BACKBONES = ("r3d_18", "r2plus1d_18", "r2plus1d_18_ctp")
 
 
 def build_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
