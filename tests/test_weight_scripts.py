@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -71,14 +72,14 @@ def test_import_export_round_trip_is_exact(tiny_export, capsys):
   back = torch_names.load_state_dict_file(str(out))
   _assert_flat_equal(back, state)  # includes num_batches_tracked == 0 and fc.weight / fc.bias
   assert "residual frames" not in capsys.readouterr().err
-  # A backbone trained on residual frames exports the same weights, with a note that PyTorch must feed differences.
-  meta["backbone_kwargs"]["residual_frames"] = True
-  (ckpt / "model.json").write_text(json.dumps(meta))
-  _script("export_torch_weights").main(["--checkpoint", str(ckpt), "--out", str(tmp / "res.safetensors")])
+  # A backbone trained on residual frames (a copy of the export) gives the same weights, with a note that PyTorch must
+  # feed differences.
+  residual = tmp / "residual_ckpt"
+  shutil.copytree(ckpt, residual, dirs_exist_ok=True)
+  (residual / "model.json").write_text(json.dumps(dict(meta, backbone_kwargs=dict(TINY, residual_frames=True))))
+  _script("export_torch_weights").main(["--checkpoint", str(residual), "--out", str(tmp / "res.safetensors")])
   assert "trained on residual frames" in capsys.readouterr().err
   _assert_flat_equal(torch_names.load_state_dict_file(str(tmp / "res.safetensors")), state)
-  meta["backbone_kwargs"].pop("residual_frames")
-  (ckpt / "model.json").write_text(json.dumps(meta))
 
   ckpt2 = tmp / "ckpt2"
   _script("import_torch_weights").main(["--arch", "r2plus1d_18", "--src", str(out), "--out", str(ckpt2),
